@@ -1,0 +1,3 @@
+using PoissonFlow.Cli;
+
+return CliApp.Run(args);
