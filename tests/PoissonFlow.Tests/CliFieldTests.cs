@@ -211,7 +211,32 @@ public sealed class CliFieldTests
     // ---- successful runs: these need the PoissonField kernel ----
 
     /// <summary>
-    /// Float64 PFGM target: log w_j = -(N+1)/2 ln |(x, z) - (y_j, 0)|^2, softmax over j, E = sum_j w_j ((y_j, 0) - (x, z)),
+    /// Float64 self-normalised weights of point b over the reference set: w_j proportional to
+    /// (|x_b - y_j|^2 + extra_b^2)^(-power/2), computed as a softmax of the log-weights.
+    /// </summary>
+    private static double[] Weights(float[] x, float[] extra, float[] y, int b, int count, int dim, int power)
+    {
+        var logW = new double[count];
+        for (int j = 0; j < count; j++)
+        {
+            double d2 = (double)extra[b] * extra[b];
+            for (int k = 0; k < dim; k++)
+            {
+                double d = (double)x[b * dim + k] - y[j * dim + k];
+                d2 += d * d;
+            }
+
+            logW[j] = -power / 2.0 * Math.Log(d2);
+        }
+
+        double max = logW.Max();
+        var w = logW.Select(v => Math.Exp(v - max)).ToArray();
+        double sum = w.Sum();
+        return w.Select(v => v / sum).ToArray();
+    }
+
+    /// <summary>
+    /// Float64 PFGM target: weights with power N+1 and extra = z, E = sum_j w_j ((y_j, 0) - (x, z)),
     /// target = sqrt(N) E / (|E| + gamma). Returns B x (N+1).
     /// </summary>
     private static double[] PfgmReference(float[] x, float[] z, float[] y, int batch, int count, int dim, double gamma)
@@ -219,20 +244,7 @@ public sealed class CliFieldTests
         var result = new double[batch * (dim + 1)];
         for (int b = 0; b < batch; b++)
         {
-            var logW = new double[count];
-            for (int j = 0; j < count; j++)
-            {
-                double d2 = (double)z[b] * z[b];
-                for (int k = 0; k < dim; k++)
-                {
-                    double d = (double)x[b * dim + k] - y[j * dim + k];
-                    d2 += d * d;
-                }
-
-                logW[j] = -(dim + 1) / 2.0 * Math.Log(d2);
-            }
-
-            var w = Softmax(logW);
+            var w = Weights(x, z, y, b, count, dim, dim + 1);
             var e = new double[dim + 1];
             for (int j = 0; j < count; j++)
             {
@@ -247,26 +259,13 @@ public sealed class CliFieldTests
         return result;
     }
 
-    /// <summary>Float64 PFGM++ posterior mean: sum_j w_j y_j with log w_j = -(N+D)/2 ln(|x - y_j|^2 + r^2). Returns B x N.</summary>
+    /// <summary>Float64 PFGM++ posterior mean: sum_j w_j y_j with weights of power N+D and extra = r. Returns B x N.</summary>
     private static double[] PlusPlusReference(float[] x, float[] r, float[] y, int batch, int count, int dim, int extraDims)
     {
         var result = new double[batch * dim];
         for (int b = 0; b < batch; b++)
         {
-            var logW = new double[count];
-            for (int j = 0; j < count; j++)
-            {
-                double d2 = (double)r[b] * r[b];
-                for (int k = 0; k < dim; k++)
-                {
-                    double d = (double)x[b * dim + k] - y[j * dim + k];
-                    d2 += d * d;
-                }
-
-                logW[j] = -(dim + extraDims) / 2.0 * Math.Log(d2);
-            }
-
-            var w = Softmax(logW);
+            var w = Weights(x, r, y, b, count, dim, dim + extraDims);
             for (int j = 0; j < count; j++)
             {
                 for (int k = 0; k < dim; k++) result[b * dim + k] += w[j] * y[j * dim + k];
@@ -274,14 +273,6 @@ public sealed class CliFieldTests
         }
 
         return result;
-    }
-
-    private static double[] Softmax(double[] logits)
-    {
-        double max = logits.Max();
-        var w = logits.Select(v => Math.Exp(v - max)).ToArray();
-        double sum = w.Sum();
-        return w.Select(v => v / sum).ToArray();
     }
 
     [Test]

@@ -27,6 +27,7 @@ public sealed class CliTests
             foreach (var option in command.Options) Assert.That(result.Out, Does.Contain(option.Syntax), command.Name);
             Assert.That(result.Out, Does.Contain("--device"));
             Assert.That(CliHarness.Run("help", command.Name).Out, Is.EqualTo(result.Out), "pfgm help NAME is the same");
+            Assert.That(CliHarness.Run(command.Name, "-h").Out, Is.EqualTo(result.Out), "-h is --help");
         }
     }
 
