@@ -1,0 +1,42 @@
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Diagnosers;
+using BenchmarkDotNet.Engines;
+using BenchmarkDotNet.Exporters;
+using BenchmarkDotNet.Exporters.Csv;
+using BenchmarkDotNet.Filters;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Order;
+using BenchmarkDotNet.Reports;
+using BenchmarkDotNet.Toolchains.InProcess.Emit;
+
+namespace PoissonFlow.Bench;
+
+/// <summary>The benchmark configuration: one short in-process job, memory, GFLOP/s and temporaries columns.</summary>
+public static class BenchConfig
+{
+    /// <summary>
+    /// In process, deliberately: TorchSharp loads only because our build marks GLIBCXX_3.4.32 weak in the output
+    /// copy of libLibTorchSharp.so (build/TorchSharpDebian12.targets). BenchmarkDotNet's out-of-process toolchain
+    /// builds a generated project that skips our build files, so TorchSharp would fail to load there (rows "NA").
+    /// In process also saves the ~20 s generated build and lets setup state (device, validated shapes) be shared.
+    /// The evaluations take 10 ms to tens of seconds: no pilot stage, one call per iteration, 1 warm-up + 5 measured.
+    /// </summary>
+    public static Job FieldJob { get; } = Job.Default
+        .WithToolchain(InProcessEmitToolchain.Instance)
+        .WithStrategy(RunStrategy.Monitoring)
+        .WithLaunchCount(1)
+        .WithWarmupCount(1)
+        .WithIterationCount(5)
+        .WithId("Field");
+
+    /// <summary>The configuration Program.cs passes to BenchmarkSwitcher.</summary>
+    public static IConfig Create() => DefaultConfig.Instance
+        .AddJob(FieldJob.AsDefault())
+        .AddDiagnoser(MemoryDiagnoser.Default)
+        .AddColumn(new GflopsColumn(), new TemporariesColumn())
+        .AddExporter(MarkdownExporter.GitHub, CsvExporter.Default)
+        .AddFilter(new SimpleFilter(FieldBenchmarks.ShouldRun))
+        .WithOrderer(new DefaultOrderer(SummaryOrderPolicy.Declared))
+        .WithSummaryStyle(SummaryStyle.Default.WithRatioStyle(RatioStyle.Trend));
+}
