@@ -95,8 +95,8 @@ public sealed class TemporariesColumn : IColumn
         long pairs = 4L * shape.Batch * shape.Count;
         return benchmarkCase.Descriptor.WorkloadMethod.Name switch
         {
-            nameof(FieldBenchmarks.TorchOfficial) => $"peak 2x{Megabytes(shape.BroadcastTemporaryBytes)} (5 made)",
-            nameof(FieldBenchmarks.TorchTuned) => $"2x{Megabytes(pairs)} (BxM)",
+            FieldBenchmarks.TorchOfficialName => $"peak 2x{Megabytes(shape.BroadcastTemporaryBytes)} (5 made)",
+            FieldBenchmarks.TorchTunedName => $"2x{Megabytes(pairs)} (BxM)",
             nameof(FieldBenchmarks.CSharpLoop) => $"{Megabytes(4L * Environment.ProcessorCount * (shape.Count + shape.Dim))} scratch",
             _ => "none per call",
         };

@@ -38,7 +38,9 @@ public sealed class PoissonFieldReferenceTests
 
         // float32 kernel vs float64: d^2 summed over 784 terms carries ~1e-6 relative error, which the exponent
         // (N+D)/2 ~ 400 amplifies in the log-weights; 1e-4 per row leaves room for that and nothing more.
-        Assert.That(MaxRowRelativeError(actual, expected, options.OutputWidth(Dim)), Is.LessThanOrEqualTo(1e-4));
+        double error = MaxRowRelativeError(actual, expected, options.OutputWidth(Dim));
+        TestContext.Out.WriteLine($"{options.Kind}: max row relative error {error:E2}");
+        Assert.That(error, Is.LessThanOrEqualTo(1e-4));
     }
 
     [Test]
@@ -50,7 +52,9 @@ public sealed class PoissonFieldReferenceTests
         double[] official = TorchField.OfficialPfgm(
             ToFloat64(points, Batch, Dim), ToFloat64(extra, Batch), ToFloat64(data, Count, Dim), 5f).data<double>().ToArray();
         // Both float64; they differ only by the official 1e-7 epsilons, which move each weight by ~(N+1) 1e-7 / d ~ 1e-6.
-        Assert.That(MaxRowRelativeError(official.Select(v => (float)v).ToArray(), tuned, Dim + 1), Is.LessThanOrEqualTo(1e-5));
+        double error = MaxRowRelativeError(official.Select(v => (float)v).ToArray(), tuned, Dim + 1);
+        TestContext.Out.WriteLine($"official vs tuned: max row relative error {error:E2}");
+        Assert.That(error, Is.LessThanOrEqualTo(1e-5));
     }
 
     /// <summary>Fresh random inputs in the data range [-1, 1], and extra coordinates uniform in [low, high).</summary>
