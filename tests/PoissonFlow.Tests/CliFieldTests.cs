@@ -335,14 +335,14 @@ public sealed class CliFieldTests
     [Test]
     public void BenchSummaryUsesTheStatedFormulas()
     {
-        var summary = Cli.Commands.BenchSummary.Field(128, 4096, 784, Kernels.FieldOptions.Pfgm(), [0.004, 0.002, 0.003]);
+        var summary = PoissonFlow.Cli.Commands.BenchSummary.Field(128, 4096, 784, Kernels.FieldOptions.Pfgm(), [0.004, 0.002, 0.003]);
         Assert.That(summary.MeanSeconds, Is.EqualTo(0.003).Within(1e-15));
         Assert.That(summary.MinSeconds, Is.EqualTo(0.002));
         Assert.That(summary.MedianSeconds, Is.EqualTo(0.003));
         Assert.That(summary.Flops, Is.EqualTo(5.0 * 128 * 4096 * 784));
         Assert.That(summary.Bytes, Is.EqualTo(4.0 * (128 * 784 + 128 + 4096 * 784 + 128 * 785)));
         Assert.That(summary.GflopsPerSecond, Is.EqualTo(5.0 * 128 * 4096 * 784 / 0.003 / 1e9).Within(1e-9));
-        var plusPlus = Cli.Commands.BenchSummary.Field(2, 3, 5, Kernels.FieldOptions.PfgmPlusPlus(8), [1.0, 3.0]);
+        var plusPlus = PoissonFlow.Cli.Commands.BenchSummary.Field(2, 3, 5, Kernels.FieldOptions.PfgmPlusPlus(8), [1.0, 3.0]);
         Assert.That(plusPlus.Bytes, Is.EqualTo(4.0 * (2 * 5 + 2 + 3 * 5 + 2 * 5)));
         Assert.That(plusPlus.MedianSeconds, Is.EqualTo(2.0));
     }
