@@ -245,7 +245,8 @@ public sealed class PoissonFieldTests
 
     /// <summary>
     /// Tiled-path throughput on CUDA at (256, 60000, 784), the design point (target >= 30 TFLOP/s counted as 5 B M N),
-    /// after a check against the coarse path on the same device. Explicit: a measurement for a GPU session.
+    /// after a check of 8 rows against the float64 reference. Explicit: a measurement for a GPU session (a category
+    /// filter naming Cuda selects it too).
     /// </summary>
     [Test, Explicit("throughput measurement"), Category("Cuda"), Category("Benchmark")]
     public void ReportsTiledThroughputOnCuda()
@@ -260,14 +261,12 @@ public sealed class PoissonFieldTests
         using var extra = accelerator.Allocate1D(p.Extra);
         using var data = accelerator.Allocate1D(p.Data);
         using var output = accelerator.Allocate1D<float>(batch * (dim + 1));
-        field.ForcePath = FieldPath.Coarse;
         field.Compute(points.View, extra.View, data.View, output.View, batch, count, dim, options);
         device.Synchronize();
-        var coarse = output.GetAsArray1D().Select(v => (double)v).ToArray();
-        field.ForcePath = FieldPath.Auto;
-        field.Compute(points.View, extra.View, data.View, output.View, batch, count, dim, options);
-        device.Synchronize();
-        CheckRows(output.GetAsArray1D(), coarse, batch, dim + 1, "cuda tiled vs coarse");
+        // The first 8 rows against the float64 reference (all 256 would take the host reference ~10 s).
+        const int checkedRows = 8;
+        var expected = PoissonField.Reference(p.Points.AsSpan(0, checkedRows * dim), p.Extra, p.Data, checkedRows, count, dim, options);
+        CheckRows(output.GetAsArray1D()[..(checkedRows * (dim + 1))], expected, checkedRows, dim + 1, "cuda tiled (256, 60000, 784)");
         var watch = Stopwatch.StartNew();
         const int repeats = 10;
         for (int r = 0; r < repeats; r++) field.Compute(points.View, extra.View, data.View, output.View, batch, count, dim, options);
