@@ -205,5 +205,25 @@ public sealed class SamplingOdeTests
         Assert.That(SamplingReference.MaxRowError(codes, codeReference, dim) / codes.Max(Math.Abs), Is.LessThan(2e-3), "codes");
     }
 
+    [Test]
+    public void BadInputIsRejectedWithAMessageThatNamesIt()
+    {
+        var field = TwoCharges(5);
+        using var sampler = new PfgmSampler(TestDevice.Cpu, 2, 2);
+        var points = new float[] { 1, 2, 3, 4 };
+        Assert.That(() => sampler.Decode(field, points, new PfgmOdeOptions { ZMax = 1e-3, ZMin = 1e-3 }),
+            Throws.ArgumentException.With.Message.Contains("z_min"));
+        Assert.That(() => sampler.Decode(field, points, new PfgmOdeOptions { Steps = 0, Solver = OdeSolver.Euler }),
+            Throws.ArgumentException.With.Message.Contains("steps"));
+        Assert.That(() => sampler.Decode(field, points, new PfgmOdeOptions { RelativeTolerance = 0 }),
+            Throws.ArgumentException.With.Message.Contains("tolerances"));
+        Assert.That(() => sampler.Decode(field, new float[6], new PfgmOdeOptions()),
+            Throws.ArgumentException.With.Message.Contains("batch"));
+        Assert.That(() => sampler.Decode(SingleCharge(5), points, new PfgmOdeOptions()),
+            Throws.ArgumentException.With.Message.Contains("dimension"));
+        Assert.That(() => sampler.Decode(field, points, new PfgmOdeOptions { ZMax = 10, ZMin = 1e-2, MaxStepAttempts = 3 }),
+            Throws.InvalidOperationException.With.Message.Contains("gave up"));
+    }
+
     private static double Norm(double[] v) => Math.Sqrt(v.Sum(x => x * x));
 }
