@@ -1,5 +1,6 @@
 using System.Reflection;
 using PoissonFlow.Cli.Commands;
+using PoissonFlow.Data;
 using PoissonFlow.IO;
 using PoissonFlow.Kernels.Device;
 
@@ -47,13 +48,16 @@ public static class CliApp
     public static int Run(string[] args) => Run(args, new CliEnvironment());
 
     /// <summary>Runs the tool in <paramref name="environment"/> (tests redirect output and share a device).</summary>
-    public static int Run(string[] args, CliEnvironment environment)
+    public static int Run(string[] args, CliEnvironment environment) => Run(args, environment, Commands);
+
+    /// <summary>Runs the tool with a given command set (tests add commands that fail on purpose).</summary>
+    internal static int Run(string[] args, CliEnvironment environment, IReadOnlyList<CliCommand> commands)
     {
         ArgumentNullException.ThrowIfNull(args);
         ArgumentNullException.ThrowIfNull(environment);
         try
         {
-            return Dispatch(args, environment);
+            return Dispatch(args, environment, commands);
         }
         catch (Exception ex) when (DescribeUserError(ex) is { } message)
         {
@@ -79,14 +83,14 @@ public static class CliApp
     /// </summary>
     public static string? DescribeUserError(Exception ex) => ex switch
     {
-        UserErrorException or NpyFormatException or DeviceUnavailableException or ArgumentException
-            or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException => OneLine(ex.Message),
+        UserErrorException or NpyFormatException or DatasetException or InvalidDataException or DeviceUnavailableException
+            or ArgumentException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException => OneLine(ex.Message),
         IOException when AtomicFile.IsDiskFull(ex) => "no space left on device: " + OneLine(ex.Message),
         IOException => OneLine(ex.Message),
         _ => null,
     };
 
-    private static int Dispatch(string[] args, CliEnvironment environment)
+    private static int Dispatch(string[] args, CliEnvironment environment, IReadOnlyList<CliCommand> commands)
     {
         // Global options may also come before the command name: pfgm --device cpu field ...
         var leading = new List<string>();
@@ -94,7 +98,7 @@ public static class CliApp
         while (index < args.Length && args[index].StartsWith("--", StringComparison.Ordinal))
         {
             string arg = args[index];
-            if (arg is "--help" or "-h") return PrintOverview(environment.Out, ExitSuccess);
+            if (arg is "--help" or "-h") return PrintOverview(environment.Out, commands, ExitSuccess);
             if (arg == "--version")
             {
                 environment.Out.WriteLine($"pfgm {Version}");
@@ -110,7 +114,7 @@ public static class CliApp
         {
             if (leading.Count == 0)
             {
-                PrintOverview(environment.Out, ExitUserError);
+                PrintOverview(environment.Out, commands, ExitUserError);
                 throw new UserErrorException("no command given (see 'pfgm --help')");
             }
 
@@ -120,11 +124,11 @@ public static class CliApp
         string name = args[index];
         if (name is "help" or "-h")
         {
-            if (index + 1 < args.Length) return PrintCommandHelp(environment.Out, Find(args[index + 1]));
-            return PrintOverview(environment.Out, ExitSuccess);
+            if (index + 1 < args.Length) return PrintCommandHelp(environment.Out, Find(commands, args[index + 1]));
+            return PrintOverview(environment.Out, commands, ExitSuccess);
         }
 
-        var command = Find(name);
+        var command = Find(commands, name);
         var options = command.Options.Concat(GlobalOptions).ToList();
         var parsed = ParsedArgs.Parse(command.Name, [.. leading, .. args[(index + 1)..]], options, command.Positionals is not null);
         if (parsed.GetFlag("help")) return PrintCommandHelp(environment.Out, command);
@@ -143,19 +147,19 @@ public static class CliApp
         return command.Execute(context, parsed);
     }
 
-    private static CliCommand Find(string name) =>
-        Commands.FirstOrDefault(c => c.Name == name)
-        ?? throw new UserErrorException($"unknown command '{name}' (commands: {string.Join(", ", Commands.Select(c => c.Name))}; see 'pfgm --help')");
+    private static CliCommand Find(IReadOnlyList<CliCommand> commands, string name) =>
+        commands.FirstOrDefault(c => c.Name == name)
+        ?? throw new UserErrorException($"unknown command '{name}' (commands: {string.Join(", ", commands.Select(c => c.Name))}; see 'pfgm --help')");
 
-    private static int PrintOverview(TextWriter output, int exitCode)
+    private static int PrintOverview(TextWriter output, IReadOnlyList<CliCommand> commands, int exitCode)
     {
         output.WriteLine($"pfgm {Version}: Poisson Flow Generative Models (PFGM, PFGM++) on GPU kernels written in C#");
         output.WriteLine();
         output.WriteLine("usage: pfgm <command> [options]    pfgm <command> --help    pfgm --version");
         output.WriteLine();
         output.WriteLine("commands:");
-        int width = Commands.Max(c => c.Name.Length);
-        foreach (var command in Commands) output.WriteLine($"  {command.Name.PadRight(width)}  {command.Summary}");
+        int width = commands.Max(c => c.Name.Length);
+        foreach (var command in commands) output.WriteLine($"  {command.Name.PadRight(width)}  {command.Summary}");
         output.WriteLine();
         output.WriteLine("global options:");
         WriteOptions(output, GlobalOptions);

@@ -35,7 +35,7 @@ public sealed class ParsedArgs
         var positionals = new List<string>();
         for (int i = 0; i < args.Count; i++)
         {
-            string arg = args[i];
+            string arg = args[i] == "-h" && byName.ContainsKey("help") ? "--help" : args[i];
             if (!arg.StartsWith("--", StringComparison.Ordinal) || arg.Length == 2)
             {
                 if (!acceptsPositionals || arg == "--")

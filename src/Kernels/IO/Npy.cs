@@ -39,6 +39,9 @@ public static class Npy
     /// <summary>NumPy pads the header so the data starts on a 64-byte boundary (aligned loads, memory mapping).</summary>
     private const int HeaderAlignment = 64;
 
+    /// <summary>NumPy's spare room in the header for the growing axis (numpy.lib.format.GROWTH_AXIS_MAX_DIGITS).</summary>
+    private const int GrowthAxisMaxDigits = 21;
+
     /// <summary>Reads an array; throws <see cref="NpyFormatException"/> naming the file and the problem.</summary>
     public static NpyArray Read(string path)
     {
@@ -190,11 +193,13 @@ public static class Npy
 
     /// <summary>
     /// The full preamble NumPy writes for a little-endian float32 C-order array, format 1.0: magic, version,
-    /// header length and the dict padded with spaces and a final newline to a multiple of 64 bytes.
+    /// header length and the dict padded with spaces and a final newline to a multiple of 64 bytes. Like NumPy,
+    /// it leaves room for the first dimension to grow to 21 digits, so tools that append rows in place work.
     /// </summary>
     internal static byte[] BuildHeader(int[] shape)
     {
         string dict = $"{{'descr': '<f4', 'fortran_order': False, 'shape': {FormatShape(shape)}, }}";
+        if (shape.Length > 0) dict += new string(' ', GrowthAxisMaxDigits - shape[0].ToString(CultureInfo.InvariantCulture).Length);
         const int preambleLength = 10; // magic (6) + version (2) + uint16 header length (2)
         int total = (preambleLength + dict.Length + 1 + HeaderAlignment - 1) / HeaderAlignment * HeaderAlignment;
         int headerLength = total - preambleLength;

@@ -3,6 +3,7 @@ using PoissonFlow.Cli.Runs;
 using PoissonFlow.Data;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
+using PoissonFlow.IO;
 
 namespace PoissonFlow.Tests.Cli;
 
