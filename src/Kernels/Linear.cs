@@ -1,0 +1,481 @@
+using ILGPU;
+using ILGPU.Runtime;
+using PoissonFlow.Kernels.Device;
+
+namespace PoissonFlow.Kernels;
+
+/// <summary>Activation fused into a <see cref="Linear"/> layer's epilogue.</summary>
+public enum Activation
+{
+    /// <summary>Identity: the layer is affine.</summary>
+    None,
+
+    /// <summary>SiLU (swish), x * sigmoid(x).</summary>
+    Silu,
+}
+
+/// <summary>Which GEMM kernel <see cref="Linear"/> launches.</summary>
+public enum GemmVariant
+{
+    /// <summary><see cref="Tiled"/> on CUDA, <see cref="Coarse"/> on the CPU accelerator.</summary>
+    Auto,
+
+    /// <summary>64x64 output tiles staged through shared memory by 16x16 threads, 4x4 outputs each (the GPU kernel).</summary>
+    Tiled,
+
+    /// <summary>Barrier-free: each thread computes whole 4x4 output blocks in registers (the CPU-emulator kernel).</summary>
+    Coarse,
+}
+
+/// <summary>
+/// Fully connected layer, PyTorch layout: y = x W^T + b with x (rows x in), W (out x in), b (out), y (rows x out),
+/// all row-major. The forward pass can fuse SiLU into its epilogue (keeping the pre-activation for the backward
+/// pass); the input-gradient GEMM can fuse the previous layer's SiLU derivative, so an MLP never launches a separate
+/// activation kernel. Parameter gradients ACCUMULATE (+=, so micro-batches add up); activation gradients are
+/// written (=). Every GEMM is one launch: the weight-gradient launch also reduces the bias gradient.
+/// </summary>
+public sealed class Linear
+{
+    /// <summary>Output tile edge of the tiled kernel.</summary>
+    internal const int Tile = 64;
+
+    /// <summary>Depth of the k-slice staged in shared memory per iteration of the tiled kernel.</summary>
+    internal const int TileK = 16;
+
+    /// <summary>Row pitch of the shared-memory tiles: one float of padding so column walks hit distinct banks.</summary>
+    internal const int TilePitch = Tile + 1;
+
+    /// <summary>Threads per group of the coarse kernel: few threads doing much work each suits the CPU emulator.</summary>
+    internal const int CoarseThreadsPerGroup = 4;
+
+    private readonly ComputeDevice _device;
+    private readonly Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs> _tiled;
+    private readonly Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs> _coarse;
+
+    private Linear(ComputeDevice device)
+    {
+        _device = device;
+        _tiled = device.Accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(TiledKernel);
+        _coarse = device.Accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(CoarseKernel);
+    }
+
+    /// <summary>This device's instance (kernels compiled once per device).</summary>
+    public static Linear For(ComputeDevice device) => device.Operation(d => new Linear(d));
+
+    /// <summary>The kernel used by the next calls; <see cref="GemmVariant.Auto"/> picks per accelerator.</summary>
+    public GemmVariant Variant { get; set; } = GemmVariant.Auto;
+
+    /// <summary>
+    /// y = act(x W^T + b). With <see cref="Activation.Silu"/> and a non-empty <paramref name="preActivation"/> view,
+    /// x W^T + b is also stored there (the backward pass needs it); an empty view skips that store (inference).
+    /// <paramref name="bias"/> may be empty for a bias-free layer.
+    /// </summary>
+    public void Forward(ArrayView<float> input, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> output,
+        ArrayView<float> preActivation, int rows, int inFeatures, int outFeatures, Activation activation)
+    {
+        RequireShape(rows, inFeatures, outFeatures);
+        Require(input, (long)rows * inFeatures, "input");
+        Require(weight, (long)outFeatures * inFeatures, "weight");
+        Require(output, (long)rows * outFeatures, "output");
+        if (bias.Length > 0) Require(bias, outFeatures, "bias");
+        int flags = bias.Length > 0 ? GemmArgs.Bias : 0;
+        if (activation == Activation.Silu)
+        {
+            flags |= GemmArgs.Silu;
+            if (preActivation.Length > 0)
+            {
+                Require(preActivation, (long)rows * outFeatures, "pre-activation");
+                flags |= GemmArgs.StorePre;
+            }
+        }
+
+        // C (rows x out) = A (rows x in) * B (in x out) with A = x, B(k, n) = W[n, k].
+        var args = new GemmArgs(rows, outFeatures, inFeatures, inFeatures, 1, 1, inFeatures, flags);
+        Launch(input, weight, output, bias, preActivation, args);
+    }
+
+    /// <summary>
+    /// dX = dY W (written, not accumulated). When the layer's input was silu(p) for a stored pre-activation p of the
+    /// previous layer, pass it with <see cref="Activation.Silu"/>: the result is then the gradient with respect to p,
+    /// dP = (dY W) * silu'(p), which is what the previous layer's backward pass consumes.
+    /// </summary>
+    public void BackwardInput(ArrayView<float> dOutput, ArrayView<float> weight, ArrayView<float> dInput,
+        ArrayView<float> inputPreActivation, int rows, int inFeatures, int outFeatures, Activation inputActivation)
+    {
+        RequireShape(rows, inFeatures, outFeatures);
+        Require(dOutput, (long)rows * outFeatures, "dOutput");
+        Require(weight, (long)outFeatures * inFeatures, "weight");
+        Require(dInput, (long)rows * inFeatures, "dInput");
+        int flags = 0;
+        if (inputActivation == Activation.Silu)
+        {
+            Require(inputPreActivation, (long)rows * inFeatures, "input pre-activation");
+            flags |= GemmArgs.SiluGrad;
+        }
+
+        // C (rows x in) = A (rows x out) * B (out x in) with A = dY, B = W.
+        var args = new GemmArgs(rows, inFeatures, outFeatures, outFeatures, 1, inFeatures, 1, flags);
+        Launch(dOutput, weight, dInput, default, inputPreActivation, args);
+    }
+
+    /// <summary>
+    /// dW += dY^T x and, when <paramref name="dBias"/> is not empty, db += column sums of dY, in one launch.
+    /// <paramref name="dOutput"/> is the gradient with respect to this layer's pre-activation.
+    /// </summary>
+    public void BackwardWeights(ArrayView<float> input, ArrayView<float> dOutput, ArrayView<float> dWeight, ArrayView<float> dBias,
+        int rows, int inFeatures, int outFeatures)
+    {
+        RequireShape(rows, inFeatures, outFeatures);
+        Require(input, (long)rows * inFeatures, "input");
+        Require(dOutput, (long)rows * outFeatures, "dOutput");
+        Require(dWeight, (long)outFeatures * inFeatures, "dWeight");
+        int flags = GemmArgs.Accumulate;
+        if (dBias.Length > 0)
+        {
+            Require(dBias, outFeatures, "dBias");
+            flags |= GemmArgs.BiasGrad;
+        }
+
+        // C (out x in) = A (out x rows) * B (rows x in) with A(m, k) = dY[k, m], B = x.
+        var args = new GemmArgs(outFeatures, inFeatures, rows, 1, outFeatures, inFeatures, 1, flags);
+        Launch(dOutput, input, dWeight, dBias, default, args);
+    }
+
+    /// <summary>Float64 reference of <see cref="Forward"/>; <paramref name="preActivation"/> receives x W^T + b.</summary>
+    public static double[] ForwardReference(ReadOnlySpan<double> input, ReadOnlySpan<double> weight, ReadOnlySpan<double> bias,
+        int rows, int inFeatures, int outFeatures, Activation activation, out double[] preActivation)
+    {
+        var output = new double[rows * outFeatures];
+        preActivation = new double[rows * outFeatures];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int o = 0; o < outFeatures; o++)
+            {
+                double sum = bias.Length > 0 ? bias[o] : 0.0;
+                for (int i = 0; i < inFeatures; i++) sum += input[r * inFeatures + i] * weight[o * inFeatures + i];
+                preActivation[r * outFeatures + o] = sum;
+                output[r * outFeatures + o] = activation == Activation.Silu ? Silu.Reference(sum) : sum;
+            }
+        }
+
+        return output;
+    }
+
+    /// <summary>
+    /// Float64 reference of the three backward products for a gradient <paramref name="dOutput"/> with respect to the
+    /// layer's pre-activation: dX = dY W (times silu'(p) when <paramref name="inputPreActivation"/> is given),
+    /// dW = dY^T x, db = column sums of dY (fresh values, not accumulated).
+    /// </summary>
+    public static (double[] DInput, double[] DWeight, double[] DBias) BackwardReference(ReadOnlySpan<double> input,
+        ReadOnlySpan<double> weight, ReadOnlySpan<double> dOutput, ReadOnlySpan<double> inputPreActivation,
+        int rows, int inFeatures, int outFeatures)
+    {
+        var dInput = new double[rows * inFeatures];
+        var dWeight = new double[outFeatures * inFeatures];
+        var dBias = new double[outFeatures];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int o = 0; o < outFeatures; o++)
+            {
+                double g = dOutput[r * outFeatures + o];
+                dBias[o] += g;
+                for (int i = 0; i < inFeatures; i++)
+                {
+                    dInput[r * inFeatures + i] += g * weight[o * inFeatures + i];
+                    dWeight[o * inFeatures + i] += g * input[r * inFeatures + i];
+                }
+            }
+        }
+
+        if (inputPreActivation.Length > 0)
+        {
+            for (int j = 0; j < dInput.Length; j++) dInput[j] *= Silu.DerivativeReference(inputPreActivation[j]);
+        }
+
+        return (dInput, dWeight, dBias);
+    }
+
+    private void Launch(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, ArrayView<float> aux, GemmArgs args)
+    {
+        var stream = _device.Accelerator.DefaultStream;
+        var variant = Variant == GemmVariant.Auto ? (_device.IsCuda ? GemmVariant.Tiled : GemmVariant.Coarse) : Variant;
+        if (variant == GemmVariant.Tiled)
+        {
+            var grid = new Index2D((args.N + Tile - 1) / Tile, (args.M + Tile - 1) / Tile);
+            _tiled(stream, new KernelConfig(grid, new Index2D(16, 16)), a, b, c, bias, aux, args);
+            return;
+        }
+
+        var config = _device.IsCuda
+            ? _device.GridStride(args.CoarseItems)
+            : new KernelConfig(_device.Accelerator.NumMultiprocessors, CoarseThreadsPerGroup);
+        _coarse(stream, config, a, b, c, bias, aux, args);
+    }
+
+    private static void RequireShape(int rows, int inFeatures, int outFeatures)
+    {
+        if (rows <= 0 || inFeatures <= 0 || outFeatures <= 0)
+        {
+            throw new ArgumentException($"linear: rows ({rows}), in features ({inFeatures}) and out features ({outFeatures}) must be positive");
+        }
+    }
+
+    private static void Require(ArrayView<float> view, long needed, string what)
+    {
+        if (view.Length < needed) throw new ArgumentException($"linear: {what} has {view.Length} elements, needs {needed}");
+    }
+
+    /// <summary>
+    /// The coarse (CPU) GEMM: C(m, n) = sum_k A(m, k) B(k, n) with A and B read through arbitrary strides, each thread
+    /// computing whole 4x4 blocks of C in registers (grid-stride over blocks). Edge blocks clamp their row and column
+    /// indices so the inner loop needs no branches; the clamped duplicates are simply not stored. With a bias
+    /// gradient, extra work items after the blocks sum rows of A (the bias gradient's reduction over the batch).
+    /// </summary>
+    [GpuKernel]
+    internal static void CoarseKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias,
+        ArrayView<float> aux, GemmArgs g)
+    {
+        int tilesN = (g.N + 3) / 4;
+        int tiles = ((g.M + 3) / 4) * tilesN;
+        int items = g.CoarseItems;
+        for (int t = Grid.GlobalIndex.X; t < items; t += Grid.DimX * Group.DimX)
+        {
+            if (t >= tiles)
+            {
+                BiasGradientRows(a, bias, g, (t - tiles) * 4);
+                continue;
+            }
+
+            int m0 = t / tilesN * 4, n0 = t % tilesN * 4;
+            int lastM = g.M - 1, lastN = g.N - 1;
+            int a0 = m0 * g.AStrideM;
+            int a1 = Math.Min(m0 + 1, lastM) * g.AStrideM;
+            int a2 = Math.Min(m0 + 2, lastM) * g.AStrideM;
+            int a3 = Math.Min(m0 + 3, lastM) * g.AStrideM;
+            int b0 = n0 * g.BStrideN;
+            int b1 = Math.Min(n0 + 1, lastN) * g.BStrideN;
+            int b2 = Math.Min(n0 + 2, lastN) * g.BStrideN;
+            int b3 = Math.Min(n0 + 3, lastN) * g.BStrideN;
+            float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+            float s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+            int ka = 0, kb = 0;
+            for (int k = 0; k < g.K; k++)
+            {
+                float x0 = a[a0 + ka], x1 = a[a1 + ka], x2 = a[a2 + ka], x3 = a[a3 + ka];
+                float y0 = b[b0 + kb], y1 = b[b1 + kb], y2 = b[b2 + kb], y3 = b[b3 + kb];
+                s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3;
+                s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
+                s20 += x2 * y0; s21 += x2 * y1; s22 += x2 * y2; s23 += x2 * y3;
+                s30 += x3 * y0; s31 += x3 * y1; s32 += x3 * y2; s33 += x3 * y3;
+                ka += g.AStrideK;
+                kb += g.BStrideK;
+            }
+
+            Store(c, bias, aux, g, m0, n0, s00, s01, s02, s03);
+            Store(c, bias, aux, g, m0 + 1, n0, s10, s11, s12, s13);
+            Store(c, bias, aux, g, m0 + 2, n0, s20, s21, s22, s23);
+            Store(c, bias, aux, g, m0 + 3, n0, s30, s31, s32, s33);
+        }
+    }
+
+    /// <summary>
+    /// The tiled (GPU) GEMM: each 16x16 group owns a 64x64 block of C; per k-slice of 16 it stages A and B tiles in
+    /// shared memory (padded pitch), and each thread accumulates rows ty + 16 i and columns tx + 16 j (consecutive
+    /// threads touch consecutive shared addresses and store consecutive C elements). Loads pick the thread-to-element
+    /// mapping whose global addresses are contiguous for the operand's stride. For a bias gradient the first column
+    /// of groups also sums the staged A rows.
+    /// </summary>
+    [GpuKernel]
+    internal static void TiledKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias,
+        ArrayView<float> aux, GemmArgs g)
+    {
+        var aTile = SharedMemory.Allocate<float>(TileK * TilePitch);
+        var bTile = SharedMemory.Allocate<float>(TileK * TilePitch);
+        int tx = Group.IdxX, ty = Group.IdxY;
+        int tid = ty * 16 + tx;
+        int blockM = Grid.IdxY * Tile, blockN = Grid.IdxX * Tile;
+        bool sumsBias = (g.Flags & GemmArgs.BiasGrad) != 0 && Grid.IdxX == 0 && tx == 0;
+        float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+        float s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+        float g0 = 0, g1 = 0, g2 = 0, g3 = 0;
+        for (int k0 = 0; k0 < g.K; k0 += TileK)
+        {
+            for (int e = tid; e < TileK * Tile; e += 256)
+            {
+                int mm, kk;
+                if (g.AStrideK == 1) { kk = e % TileK; mm = e / TileK; }
+                else { mm = e % Tile; kk = e / Tile; }
+                int m = blockM + mm, k = k0 + kk;
+                aTile[kk * TilePitch + mm] = m < g.M && k < g.K ? a[m * g.AStrideM + k * g.AStrideK] : 0f;
+                int nn;
+                if (g.BStrideK == 1) { kk = e % TileK; nn = e / TileK; }
+                else { nn = e % Tile; kk = e / Tile; }
+                int n = blockN + nn;
+                k = k0 + kk;
+                bTile[kk * TilePitch + nn] = n < g.N && k < g.K ? b[k * g.BStrideK + n * g.BStrideN] : 0f;
+            }
+
+            Group.Barrier();
+            for (int kk = 0; kk < TileK; kk++)
+            {
+                int row = kk * TilePitch;
+                float x0 = aTile[row + ty], x1 = aTile[row + ty + 16], x2 = aTile[row + ty + 32], x3 = aTile[row + ty + 48];
+                float y0 = bTile[row + tx], y1 = bTile[row + tx + 16], y2 = bTile[row + tx + 32], y3 = bTile[row + tx + 48];
+                s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3;
+                s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
+                s20 += x2 * y0; s21 += x2 * y1; s22 += x2 * y2; s23 += x2 * y3;
+                s30 += x3 * y0; s31 += x3 * y1; s32 += x3 * y2; s33 += x3 * y3;
+                if (sumsBias)
+                {
+                    g0 += x0; g1 += x1; g2 += x2; g3 += x3;
+                }
+            }
+
+            Group.Barrier();
+        }
+
+        StoreStrided(c, bias, aux, g, blockM + ty, blockN + tx, s00, s01, s02, s03);
+        StoreStrided(c, bias, aux, g, blockM + ty + 16, blockN + tx, s10, s11, s12, s13);
+        StoreStrided(c, bias, aux, g, blockM + ty + 32, blockN + tx, s20, s21, s22, s23);
+        StoreStrided(c, bias, aux, g, blockM + ty + 48, blockN + tx, s30, s31, s32, s33);
+        if (sumsBias)
+        {
+            AddBias(bias, g, blockM + ty, g0);
+            AddBias(bias, g, blockM + ty + 16, g1);
+            AddBias(bias, g, blockM + ty + 32, g2);
+            AddBias(bias, g, blockM + ty + 48, g3);
+        }
+    }
+
+    /// <summary>Sums rows m0..m0+3 of A over k into the bias gradient (coarse kernel's extra work items).</summary>
+    private static void BiasGradientRows(ArrayView<float> a, ArrayView<float> bias, GemmArgs g, int m0)
+    {
+        int lastM = g.M - 1;
+        int a0 = m0 * g.AStrideM;
+        int a1 = Math.Min(m0 + 1, lastM) * g.AStrideM;
+        int a2 = Math.Min(m0 + 2, lastM) * g.AStrideM;
+        int a3 = Math.Min(m0 + 3, lastM) * g.AStrideM;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int ka = 0;
+        for (int k = 0; k < g.K; k++)
+        {
+            s0 += a[a0 + ka];
+            s1 += a[a1 + ka];
+            s2 += a[a2 + ka];
+            s3 += a[a3 + ka];
+            ka += g.AStrideK;
+        }
+
+        AddBias(bias, g, m0, s0);
+        AddBias(bias, g, m0 + 1, s1);
+        AddBias(bias, g, m0 + 2, s2);
+        AddBias(bias, g, m0 + 3, s3);
+    }
+
+    private static void AddBias(ArrayView<float> bias, GemmArgs g, int m, float value)
+    {
+        if (m < g.M) bias[m] += value;
+    }
+
+    /// <summary>Stores four consecutive columns n0..n0+3 of row m.</summary>
+    private static void Store(ArrayView<float> c, ArrayView<float> bias, ArrayView<float> aux, GemmArgs g, int m, int n0,
+        float v0, float v1, float v2, float v3)
+    {
+        if (m >= g.M) return;
+        Epilogue(c, bias, aux, g, m, n0, v0);
+        Epilogue(c, bias, aux, g, m, n0 + 1, v1);
+        Epilogue(c, bias, aux, g, m, n0 + 2, v2);
+        Epilogue(c, bias, aux, g, m, n0 + 3, v3);
+    }
+
+    /// <summary>Stores columns n0, n0+16, n0+32, n0+48 of row m (the tiled kernel's ownership pattern).</summary>
+    private static void StoreStrided(ArrayView<float> c, ArrayView<float> bias, ArrayView<float> aux, GemmArgs g, int m, int n0,
+        float v0, float v1, float v2, float v3)
+    {
+        if (m >= g.M) return;
+        Epilogue(c, bias, aux, g, m, n0, v0);
+        Epilogue(c, bias, aux, g, m, n0 + 16, v1);
+        Epilogue(c, bias, aux, g, m, n0 + 32, v2);
+        Epilogue(c, bias, aux, g, m, n0 + 48, v3);
+    }
+
+    /// <summary>The fused epilogue for one element of C: accumulate, or bias + SiLU (storing the pre-activation), or SiLU'.</summary>
+    private static void Epilogue(ArrayView<float> c, ArrayView<float> bias, ArrayView<float> aux, GemmArgs g, int m, int n, float value)
+    {
+        if (n >= g.N) return;
+        int index = m * g.N + n;
+        int flags = g.Flags;
+        if ((flags & GemmArgs.Accumulate) != 0)
+        {
+            c[index] += value;
+            return;
+        }
+
+        if ((flags & GemmArgs.Bias) != 0) value += bias[n];
+        if ((flags & GemmArgs.SiluGrad) != 0) value *= Silu.Derivative(aux[index]);
+        if ((flags & GemmArgs.Silu) != 0)
+        {
+            if ((flags & GemmArgs.StorePre) != 0) aux[index] = value;
+            value = Silu.Value(value);
+        }
+
+        c[index] = value;
+    }
+}
+
+/// <summary>
+/// Shape, operand strides and epilogue of one GEMM C(M x N, row-major) = A(M x K) B(K x N), where
+/// A(m, k) = a[m * AStrideM + k * AStrideK] and B(k, n) = b[k * BStrideK + n * BStrideN]: the strides express every
+/// transpose a linear layer's forward and backward passes need without copying.
+/// </summary>
+internal readonly struct GemmArgs
+{
+    /// <summary>Add bias[n] to every element.</summary>
+    public const int Bias = 1;
+
+    /// <summary>Apply SiLU after the bias.</summary>
+    public const int Silu = 2;
+
+    /// <summary>With <see cref="Silu"/>: store the pre-activation in the auxiliary view.</summary>
+    public const int StorePre = 4;
+
+    /// <summary>Multiply by silu'(aux[m, n]).</summary>
+    public const int SiluGrad = 8;
+
+    /// <summary>C += result (parameter gradients).</summary>
+    public const int Accumulate = 16;
+
+    /// <summary>Also accumulate the row sums of A into the bias view (bias gradient).</summary>
+    public const int BiasGrad = 32;
+
+    public GemmArgs(int m, int n, int k, int aStrideM, int aStrideK, int bStrideK, int bStrideN, int flags)
+    {
+        M = m;
+        N = n;
+        K = k;
+        AStrideM = aStrideM;
+        AStrideK = aStrideK;
+        BStrideK = bStrideK;
+        BStrideN = bStrideN;
+        Flags = flags;
+    }
+
+    public int M { get; }
+
+    public int N { get; }
+
+    public int K { get; }
+
+    public int AStrideM { get; }
+
+    public int AStrideK { get; }
+
+    public int BStrideK { get; }
+
+    public int BStrideN { get; }
+
+    public int Flags { get; }
+
+    /// <summary>Work items of the coarse kernel: the 4x4 blocks of C, plus one per 4 bias rows when reducing the bias gradient.</summary>
+    public int CoarseItems => ((M + 3) / 4) * ((N + 3) / 4) + ((Flags & BiasGrad) != 0 ? (M + 3) / 4 : 0);
+}
