@@ -106,7 +106,7 @@ public sealed class Adam
         }
 
         if (normPartials.Length == 0 || status.Length < 1) throw new ArgumentException("adam: norm partials and a status word are required");
-        _step(_device.Accelerator.DefaultStream, _device.GridStride(n), parameters, gradients, m, v, ema, normPartials, status, scalars);
+        _step(_device.Accelerator.DefaultStream, _device.FewThreads(n), parameters, gradients, m, v, ema, normPartials, status, scalars);
     }
 
     /// <summary>
@@ -145,7 +145,8 @@ public sealed class Adam
         if (Group.IdxX == 0)
         {
             float sum = 0;
-            for (int i = 0; i < normPartials.Length; i++) sum += normPartials[i];
+            int partials = (int)normPartials.Length;
+            for (int i = 0; i < partials; i++) sum += normPartials[i];
             total[0] = sum;
         }
 
@@ -160,7 +161,8 @@ public sealed class Adam
         float clip = s.GradClip > 0f ? XMath.Min(1f, s.GradClip / (norm + 1e-6f)) : 1f;
         bool hasEma = ema.Length > 0;
         float oneMinusBeta1 = 1f - s.Beta1, oneMinusBeta2 = 1f - s.Beta2, oneMinusDecay = 1f - s.EmaDecay;
-        for (long i = Grid.GlobalIndex.X; i < parameters.Length; i += Grid.DimX * Group.DimX)
+        int n = (int)parameters.Length, stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
         {
             float p = parameters[i];
             float g = gradients[i] * clip + s.WeightDecay * p;

@@ -52,7 +52,8 @@ public sealed class GlobalNorm
     {
         var shared = SharedMemory.Allocate<float>(CudaGroupSize);
         float sum = 0;
-        for (long i = Grid.GlobalIndex.X; i < values.Length; i += Grid.DimX * Group.DimX)
+        int n = (int)values.Length, stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
         {
             float v = values[i];
             sum += v * v;

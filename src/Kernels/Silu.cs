@@ -30,7 +30,7 @@ public sealed class Silu
     public void Forward(ArrayView<float> input, ArrayView<float> output)
     {
         RequireSameLength(input.Length, output.Length, "silu forward: input", "output");
-        _forward(_device.Accelerator.DefaultStream, _device.GridStride(output.Length), input, output);
+        _forward(_device.Accelerator.DefaultStream, _device.FewThreads(output.Length), input, output);
     }
 
     /// <summary>
@@ -41,7 +41,7 @@ public sealed class Silu
     {
         RequireSameLength(input.Length, dOutput.Length, "silu backward: input", "dOutput");
         RequireSameLength(input.Length, dInput.Length, "silu backward: input", "dInput");
-        _backward(_device.Accelerator.DefaultStream, _device.GridStride(input.Length), input, dOutput, dInput);
+        _backward(_device.Accelerator.DefaultStream, _device.FewThreads(input.Length), input, dOutput, dInput);
     }
 
     /// <summary>silu(x) in float64.</summary>
@@ -67,13 +67,15 @@ public sealed class Silu
     [GpuKernel]
     internal static void ForwardKernel(ArrayView<float> input, ArrayView<float> output)
     {
-        for (long i = Grid.GlobalIndex.X; i < output.Length; i += Grid.DimX * Group.DimX) output[i] = Value(input[i]);
+        int n = (int)output.Length, stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride) output[i] = Value(input[i]);
     }
 
     [GpuKernel]
     internal static void BackwardKernel(ArrayView<float> input, ArrayView<float> dOutput, ArrayView<float> dInput)
     {
-        for (long i = Grid.GlobalIndex.X; i < dInput.Length; i += Grid.DimX * Group.DimX) dInput[i] = dOutput[i] * Derivative(input[i]);
+        int n = (int)dInput.Length, stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride) dInput[i] = dOutput[i] * Derivative(input[i]);
     }
 
     private static void RequireSameLength(long a, long b, string nameA, string nameB)

@@ -181,6 +181,11 @@ public sealed class SafeTensorsFile
         return new SafeTensorsFile(path, bytes, dataStart, entries, metadata);
     }
 
+    /// <summary>The shape of tensor <paramref name="name"/>.</summary>
+    /// <exception cref="CheckpointException">No such tensor.</exception>
+    public int[] Shape(string name) =>
+        _entries.TryGetValue(name, out var entry) ? entry.Shape : throw new CheckpointException($"{Path}: missing tensor '{name}'");
+
     /// <summary>The values of tensor <paramref name="name"/>, which must have exactly <paramref name="shape"/>.</summary>
     /// <exception cref="CheckpointException">The tensor is missing or has another shape.</exception>
     public float[] Get(string name, int[] shape)
