@@ -247,22 +247,10 @@ public sealed class Linear
 
             int m0 = t / tilesN * CoarseBlock, n0 = t % tilesN * CoarseBlock;
             int lastM = g.M - 1, lastN = g.N - 1;
-            int a0 = Math.Min(m0 + 0, lastM) * g.AStrideM;
-            int a1 = Math.Min(m0 + 1, lastM) * g.AStrideM;
-            int a2 = Math.Min(m0 + 2, lastM) * g.AStrideM;
-            int a3 = Math.Min(m0 + 3, lastM) * g.AStrideM;
-            int a4 = Math.Min(m0 + 4, lastM) * g.AStrideM;
-            int a5 = Math.Min(m0 + 5, lastM) * g.AStrideM;
-            int a6 = Math.Min(m0 + 6, lastM) * g.AStrideM;
-            int a7 = Math.Min(m0 + 7, lastM) * g.AStrideM;
-            int b0 = Math.Min(n0 + 0, lastN) * g.BStrideN;
-            int b1 = Math.Min(n0 + 1, lastN) * g.BStrideN;
-            int b2 = Math.Min(n0 + 2, lastN) * g.BStrideN;
-            int b3 = Math.Min(n0 + 3, lastN) * g.BStrideN;
-            int b4 = Math.Min(n0 + 4, lastN) * g.BStrideN;
-            int b5 = Math.Min(n0 + 5, lastN) * g.BStrideN;
-            int b6 = Math.Min(n0 + 6, lastN) * g.BStrideN;
-            int b7 = Math.Min(n0 + 7, lastN) * g.BStrideN;
+            int a0 = m0 * g.AStrideM, a1 = RowOffset(m0 + 1, lastM, g.AStrideM), a2 = RowOffset(m0 + 2, lastM, g.AStrideM), a3 = RowOffset(m0 + 3, lastM, g.AStrideM);
+            int a4 = RowOffset(m0 + 4, lastM, g.AStrideM), a5 = RowOffset(m0 + 5, lastM, g.AStrideM), a6 = RowOffset(m0 + 6, lastM, g.AStrideM), a7 = RowOffset(m0 + 7, lastM, g.AStrideM);
+            int b0 = n0 * g.BStrideN, b1 = RowOffset(n0 + 1, lastN, g.BStrideN), b2 = RowOffset(n0 + 2, lastN, g.BStrideN), b3 = RowOffset(n0 + 3, lastN, g.BStrideN);
+            int b4 = RowOffset(n0 + 4, lastN, g.BStrideN), b5 = RowOffset(n0 + 5, lastN, g.BStrideN), b6 = RowOffset(n0 + 6, lastN, g.BStrideN), b7 = RowOffset(n0 + 7, lastN, g.BStrideN);
             float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s04 = 0, s05 = 0, s06 = 0, s07 = 0;
             float s10 = 0, s11 = 0, s12 = 0, s13 = 0, s14 = 0, s15 = 0, s16 = 0, s17 = 0;
             float s20 = 0, s21 = 0, s22 = 0, s23 = 0, s24 = 0, s25 = 0, s26 = 0, s27 = 0;
@@ -288,22 +276,14 @@ public sealed class Linear
                 kb += strideB;
             }
 
-            Store(c, bias, aux, g, m0 + 0, n0, 1, s00, s01, s02, s03);
-            Store(c, bias, aux, g, m0 + 0, n0 + 4, 1, s04, s05, s06, s07);
-            Store(c, bias, aux, g, m0 + 1, n0, 1, s10, s11, s12, s13);
-            Store(c, bias, aux, g, m0 + 1, n0 + 4, 1, s14, s15, s16, s17);
-            Store(c, bias, aux, g, m0 + 2, n0, 1, s20, s21, s22, s23);
-            Store(c, bias, aux, g, m0 + 2, n0 + 4, 1, s24, s25, s26, s27);
-            Store(c, bias, aux, g, m0 + 3, n0, 1, s30, s31, s32, s33);
-            Store(c, bias, aux, g, m0 + 3, n0 + 4, 1, s34, s35, s36, s37);
-            Store(c, bias, aux, g, m0 + 4, n0, 1, s40, s41, s42, s43);
-            Store(c, bias, aux, g, m0 + 4, n0 + 4, 1, s44, s45, s46, s47);
-            Store(c, bias, aux, g, m0 + 5, n0, 1, s50, s51, s52, s53);
-            Store(c, bias, aux, g, m0 + 5, n0 + 4, 1, s54, s55, s56, s57);
-            Store(c, bias, aux, g, m0 + 6, n0, 1, s60, s61, s62, s63);
-            Store(c, bias, aux, g, m0 + 6, n0 + 4, 1, s64, s65, s66, s67);
-            Store(c, bias, aux, g, m0 + 7, n0, 1, s70, s71, s72, s73);
-            Store(c, bias, aux, g, m0 + 7, n0 + 4, 1, s74, s75, s76, s77);
+            StoreRow(c, bias, aux, g, m0 + 0, n0, s00, s01, s02, s03, s04, s05, s06, s07);
+            StoreRow(c, bias, aux, g, m0 + 1, n0, s10, s11, s12, s13, s14, s15, s16, s17);
+            StoreRow(c, bias, aux, g, m0 + 2, n0, s20, s21, s22, s23, s24, s25, s26, s27);
+            StoreRow(c, bias, aux, g, m0 + 3, n0, s30, s31, s32, s33, s34, s35, s36, s37);
+            StoreRow(c, bias, aux, g, m0 + 4, n0, s40, s41, s42, s43, s44, s45, s46, s47);
+            StoreRow(c, bias, aux, g, m0 + 5, n0, s50, s51, s52, s53, s54, s55, s56, s57);
+            StoreRow(c, bias, aux, g, m0 + 6, n0, s60, s61, s62, s63, s64, s65, s66, s67);
+            StoreRow(c, bias, aux, g, m0 + 7, n0, s70, s71, s72, s73, s74, s75, s76, s77);
         }
     }
 
@@ -380,14 +360,8 @@ public sealed class Linear
     private static void BiasGradientRows(ArrayView<float> a, ArrayView<float> bias, GemmArgs g, int m0)
     {
         int lastM = g.M - 1;
-        int a0 = Math.Min(m0 + 0, lastM) * g.AStrideM;
-        int a1 = Math.Min(m0 + 1, lastM) * g.AStrideM;
-        int a2 = Math.Min(m0 + 2, lastM) * g.AStrideM;
-        int a3 = Math.Min(m0 + 3, lastM) * g.AStrideM;
-        int a4 = Math.Min(m0 + 4, lastM) * g.AStrideM;
-        int a5 = Math.Min(m0 + 5, lastM) * g.AStrideM;
-        int a6 = Math.Min(m0 + 6, lastM) * g.AStrideM;
-        int a7 = Math.Min(m0 + 7, lastM) * g.AStrideM;
+        int a0 = m0 * g.AStrideM, a1 = RowOffset(m0 + 1, lastM, g.AStrideM), a2 = RowOffset(m0 + 2, lastM, g.AStrideM), a3 = RowOffset(m0 + 3, lastM, g.AStrideM);
+        int a4 = RowOffset(m0 + 4, lastM, g.AStrideM), a5 = RowOffset(m0 + 5, lastM, g.AStrideM), a6 = RowOffset(m0 + 6, lastM, g.AStrideM), a7 = RowOffset(m0 + 7, lastM, g.AStrideM);
         float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
         int ka = 0, depth = g.K, strideA = g.AStrideK;
         for (int k = 0; k < depth; k++)
@@ -406,9 +380,20 @@ public sealed class Linear
         AddBias(bias, g, m0 + 7, s7);
     }
 
+    /// <summary>Offset of row <paramref name="row"/> clamped to the last row (edge blocks recompute it instead of branching).</summary>
+    private static int RowOffset(int row, int last, int stride) => Math.Min(row, last) * stride;
+
     private static void AddBias(ArrayView<float> bias, GemmArgs g, int m, float value)
     {
         if (m < g.M) bias[m] += value;
+    }
+
+    /// <summary>Stores eight consecutive values of row m from column n0 (one row of a coarse block).</summary>
+    private static void StoreRow(ArrayView<float> c, ArrayView<float> bias, ArrayView<float> aux, GemmArgs g, int m, int n0,
+        float v0, float v1, float v2, float v3, float v4, float v5, float v6, float v7)
+    {
+        Store(c, bias, aux, g, m, n0, 1, v0, v1, v2, v3);
+        Store(c, bias, aux, g, m, n0 + 4, 1, v4, v5, v6, v7);
     }
 
     /// <summary>Stores four values of row m at columns n0, n0 + step, n0 + 2 step, n0 + 3 step.</summary>
@@ -451,7 +436,7 @@ public sealed class Linear
 /// A(m, k) = a[m * AStrideM + k * AStrideK] and B(k, n) = b[k * BStrideK + n * BStrideN]: the strides express every
 /// transpose a linear layer's forward and backward passes need without copying.
 /// </summary>
-internal readonly struct GemmArgs
+internal readonly record struct GemmArgs(int M, int N, int K, int AStrideM, int AStrideK, int BStrideK, int BStrideN, int Flags)
 {
     /// <summary>Add bias[n] to every element.</summary>
     public const int Bias = 1;
@@ -470,34 +455,6 @@ internal readonly struct GemmArgs
 
     /// <summary>Also accumulate the row sums of A into the bias view (bias gradient).</summary>
     public const int BiasGrad = 32;
-
-    public GemmArgs(int m, int n, int k, int aStrideM, int aStrideK, int bStrideK, int bStrideN, int flags)
-    {
-        M = m;
-        N = n;
-        K = k;
-        AStrideM = aStrideM;
-        AStrideK = aStrideK;
-        BStrideK = bStrideK;
-        BStrideN = bStrideN;
-        Flags = flags;
-    }
-
-    public int M { get; }
-
-    public int N { get; }
-
-    public int K { get; }
-
-    public int AStrideM { get; }
-
-    public int AStrideK { get; }
-
-    public int BStrideK { get; }
-
-    public int BStrideN { get; }
-
-    public int Flags { get; }
 
     /// <summary>Work items of the coarse kernel: the 8x8 blocks of C, plus one per 8 bias rows when reducing the bias gradient.</summary>
     public int CoarseItems => ((M + 7) / 8) * ((N + 7) / 8) + ((Flags & BiasGrad) != 0 ? (M + 7) / 8 : 0);
