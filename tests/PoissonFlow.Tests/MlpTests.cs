@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using PoissonFlow.Kernels;
+using PoissonFlow.Kernels.Device;
 using PoissonFlow.Network;
 using static PoissonFlow.Tests.FiniteDifference;
 
@@ -8,7 +9,7 @@ namespace PoissonFlow.Tests;
 /// <summary>A batch of (points, z, target) on the host and the device.</summary>
 internal sealed class FieldBatch : IDisposable
 {
-    public FieldBatch(int seed, int batch, int dim, Func<float[], float, float[]>? target = null)
+    public FieldBatch(int seed, int batch, int dim, Func<float[], float, float[]>? target = null, ComputeDevice? device = null)
     {
         var rng = new Random(seed);
         Batch = batch;
@@ -16,7 +17,7 @@ internal sealed class FieldBatch : IDisposable
         Z = Numerics.Uniform(rng, batch, 0.05f, 3f);
         target ??= (_, _) => Numerics.Uniform(rng, dim + 1);
         Target = Enumerable.Range(0, batch).SelectMany(b => target(Points[(b * dim)..((b + 1) * dim)], Z[b])).ToArray();
-        var accelerator = TestDevice.Cpu.Accelerator;
+        var accelerator = (device ?? TestDevice.Cpu).Accelerator;
         PointsBuffer = accelerator.Allocate1D(Points);
         ZBuffer = accelerator.Allocate1D(Z);
         TargetBuffer = accelerator.Allocate1D(Target);
@@ -55,12 +56,23 @@ public sealed class MlpTests
 
     [TestCase(GemmVariant.Coarse, false)]
     [TestCase(GemmVariant.Tiled, true)]
-    public void LossGradientMatchesFiniteDifferencesOfFloat64ReferenceForEveryParameter(GemmVariant variant, bool reduceMean)
+    public void LossGradientMatchesFiniteDifferencesOfFloat64ReferenceForEveryParameter(GemmVariant variant, bool reduceMean) =>
+        CheckGradients(TestDevice.Cpu, variant, reduceMean);
+
+    [Test, Category("Cuda")]
+    public void CudaLossGradientMatchesFiniteDifferencesOfFloat64Reference()
+    {
+        using var device = TestDevice.CudaOrIgnore();
+        // XMath.Exp is ex2.approx on CUDA: SiLU is ~1e-6 relative off, inside the tolerances below.
+        CheckGradients(device, GemmVariant.Tiled, reduceMean: false);
+        CheckGradients(device, GemmVariant.Coarse, reduceMean: true);
+    }
+
+    private static void CheckGradients(ComputeDevice device, GemmVariant variant, bool reduceMean)
     {
         const int batch = 5;
-        var device = TestDevice.Cpu;
         using var mlp = new Mlp(device, s_small, seed: 3);
-        using var data = new FieldBatch(11, batch, s_small.Dim);
+        using var data = new FieldBatch(11, batch, s_small.Dim, device: device);
         using var dPred = device.Accelerator.Allocate1D(Numerics.Poison(batch * 3));
         using var rowLoss = device.Accelerator.Allocate1D<float>(batch);
         rowLoss.MemSetToZero();
@@ -134,6 +146,27 @@ public sealed class MlpTests
             Assert.That(a.Parameters.Slice(wa, a.Parameters.Tensor("layers.2.bias")), Is.All.EqualTo(0f));
             Assert.That(a.Parameters.Download(ParameterBuffer.Ema), Is.EqualTo(wa));
         });
+    }
+
+    [Test]
+    public void TwoWeightedMicroBatchesAccumulateTheFullBatchGradient()
+    {
+        var device = TestDevice.Cpu;
+        using var mlp = new Mlp(device, s_small, seed: 4);
+        using var trainer = new Trainer(mlp, new TrainerOptions(new AdamOptions()));
+        using var full = new FieldBatch(6, 8, 2, FieldBatch.SmoothField);
+        trainer.Accumulate(full.PointsBuffer.View, full.ZBuffer.View, full.TargetBuffer.View, 8);
+        var expected = mlp.Parameters.Download(ParameterBuffer.Gradients).Wide();
+        mlp.Parameters.Upload(ParameterBuffer.Gradients, new float[mlp.Parameters.Count]);
+        for (int half = 0; half < 2; half++)
+        {
+            trainer.Accumulate(full.PointsBuffer.View.SubView(half * 8, 8), full.ZBuffer.View.SubView(half * 4, 4),
+                full.TargetBuffer.View.SubView(half * 12, 12), 4, weight: 0.5f);
+        }
+
+        // Same products, summed in two parts instead of one: float32 rounding only.
+        double scale = expected.Max(Math.Abs);
+        Numerics.AssertClose(mlp.Parameters.Download(ParameterBuffer.Gradients), expected, 1e-5, 1e-6 * scale, "micro-batched gradient");
     }
 
     [Test]
