@@ -1,10 +1,11 @@
 using PoissonFlow.Cli.Plots;
 using PoissonFlow.Cli.Runs;
 using PoissonFlow.Data;
+using PoissonFlow.IO;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 
-namespace PoissonFlow.Tests.Cli;
+namespace PoissonFlow.Tests.Plots;
 
 public sealed class PlotTests
 {
