@@ -106,7 +106,7 @@ public sealed class Adam
         }
 
         if (normPartials.Length == 0 || status.Length < 1) throw new ArgumentException("adam: norm partials and a status word are required");
-        _step(_device.Accelerator.DefaultStream, _device.FewThreads(n), parameters, gradients, m, v, ema, normPartials, status, scalars);
+        _step(_device.Accelerator.DefaultStream, _device.GridStride(n), parameters, gradients, m, v, ema, normPartials, status, scalars);
     }
 
     /// <summary>

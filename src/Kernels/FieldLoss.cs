@@ -41,7 +41,7 @@ public sealed class FieldLoss
         if (dPrediction.Length < total) throw new ArgumentException($"field loss: dPrediction has {dPrediction.Length} elements, needs {batch} x {width}");
         if (rowLoss.Length < batch) throw new ArgumentException($"field loss: row loss has {rowLoss.Length} elements, needs {batch}");
         float lossScale = (float)(weight * (reduceMean ? 1.0 / width : 0.5) / batch);
-        _kernel(_device.Accelerator.DefaultStream, _device.FewThreads(total), prediction, target, dPrediction, rowLoss,
+        _kernel(_device.Accelerator.DefaultStream, _device.GridStride(total), prediction, target, dPrediction, rowLoss,
             new LossArgs(batch, width, lossScale, 2f * lossScale));
     }
 

@@ -206,7 +206,7 @@ public sealed class Linear
             return;
         }
 
-        _coarse(stream, _device.FewThreads(args.CoarseItems), a, b, c, bias, aux, args);
+        _coarse(stream, _device.GridStride(args.CoarseItems), a, b, c, bias, aux, args);
     }
 
     private static void RequireShape(int rows, int inFeatures, int outFeatures)

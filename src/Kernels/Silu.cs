@@ -30,7 +30,7 @@ public sealed class Silu
     public void Forward(ArrayView<float> input, ArrayView<float> output)
     {
         RequireSameLength(input.Length, output.Length, "silu forward: input", "output");
-        _forward(_device.Accelerator.DefaultStream, _device.FewThreads(output.Length), input, output);
+        _forward(_device.Accelerator.DefaultStream, _device.GridStride(output.Length), input, output);
     }
 
     /// <summary>
@@ -41,7 +41,7 @@ public sealed class Silu
     {
         RequireSameLength(input.Length, dOutput.Length, "silu backward: input", "dOutput");
         RequireSameLength(input.Length, dInput.Length, "silu backward: input", "dInput");
-        _backward(_device.Accelerator.DefaultStream, _device.FewThreads(input.Length), input, dOutput, dInput);
+        _backward(_device.Accelerator.DefaultStream, _device.GridStride(input.Length), input, dOutput, dInput);
     }
 
     /// <summary>silu(x) in float64.</summary>

@@ -53,7 +53,7 @@ public sealed class SinusoidalEmbedding
         long total = (long)batch * (dim + size);
         if (output.Length < total) throw new ArgumentException($"embedding: output has {output.Length} elements, needs {batch} x {dim + size}");
         var args = new EmbeddingArgs(batch, dim, size / 2, (float)(Math.Log(10000.0) / (size / 2 - 1)), input == EmbeddingInput.LogZ ? 1 : 0);
-        _forward(_device.Accelerator.DefaultStream, _device.FewThreads(total), points, z, output, args);
+        _forward(_device.Accelerator.DefaultStream, _device.GridStride(total), points, z, output, args);
     }
 
     /// <summary>Float64 reference of <see cref="Concat"/> (dim 0 gives the plain embedding).</summary>
