@@ -1,5 +1,6 @@
 using System.Reflection;
 using PoissonFlow.Cli.Commands;
+using PoissonFlow.Data;
 using PoissonFlow.IO;
 using PoissonFlow.Kernels.Device;
 
@@ -22,6 +23,10 @@ public static class CliApp
     [
         new FieldCommand(),
         new BenchCommand(),
+        new TrainCommand(),
+        new SampleCommand(),
+        new EvalCommand(),
+        new DemoCommand(),
     ];
 
     /// <summary>Options every command accepts, listed under "global options" in help.</summary>
@@ -82,8 +87,8 @@ public static class CliApp
     /// </summary>
     public static string? DescribeUserError(Exception ex) => ex switch
     {
-        UserErrorException or NpyFormatException or DeviceUnavailableException or ArgumentException
-            or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException => OneLine(ex.Message),
+        UserErrorException or NpyFormatException or DatasetException or InvalidDataException or DeviceUnavailableException
+            or ArgumentException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException => OneLine(ex.Message),
         IOException when AtomicFile.IsDiskFull(ex) => "no space left on device: " + OneLine(ex.Message),
         IOException => OneLine(ex.Message),
         _ => null,

@@ -1,5 +1,7 @@
 using System.Text;
+using PoissonFlow.Cli.Commands;
 using PoissonFlow.IO;
+using PoissonFlow.Kernels;
 
 namespace PoissonFlow.Tests;
 
@@ -210,71 +212,6 @@ public sealed class CliFieldTests
 
     // ---- successful runs: these need the PoissonField kernel ----
 
-    /// <summary>
-    /// Float64 self-normalised weights of point b over the reference set: w_j proportional to
-    /// (|x_b - y_j|^2 + extra_b^2)^(-power/2), computed as a softmax of the log-weights.
-    /// </summary>
-    private static double[] Weights(float[] x, float[] extra, float[] y, int b, int count, int dim, int power)
-    {
-        var logW = new double[count];
-        for (int j = 0; j < count; j++)
-        {
-            double d2 = (double)extra[b] * extra[b];
-            for (int k = 0; k < dim; k++)
-            {
-                double d = (double)x[b * dim + k] - y[j * dim + k];
-                d2 += d * d;
-            }
-
-            logW[j] = -power / 2.0 * Math.Log(d2);
-        }
-
-        double max = logW.Max();
-        var w = logW.Select(v => Math.Exp(v - max)).ToArray();
-        double sum = w.Sum();
-        return w.Select(v => v / sum).ToArray();
-    }
-
-    /// <summary>
-    /// Float64 PFGM target: weights with power N+1 and extra = z, E = sum_j w_j ((y_j, 0) - (x, z)),
-    /// target = sqrt(N) E / (|E| + gamma). Returns B x (N+1).
-    /// </summary>
-    private static double[] PfgmReference(float[] x, float[] z, float[] y, int batch, int count, int dim, double gamma)
-    {
-        var result = new double[batch * (dim + 1)];
-        for (int b = 0; b < batch; b++)
-        {
-            var w = Weights(x, z, y, b, count, dim, dim + 1);
-            var e = new double[dim + 1];
-            for (int j = 0; j < count; j++)
-            {
-                for (int k = 0; k < dim; k++) e[k] += w[j] * ((double)y[j * dim + k] - x[b * dim + k]);
-                e[dim] += w[j] * -z[b];
-            }
-
-            double norm = Math.Sqrt(e.Sum(v => v * v));
-            for (int k = 0; k <= dim; k++) result[b * (dim + 1) + k] = Math.Sqrt(dim) * e[k] / (norm + gamma);
-        }
-
-        return result;
-    }
-
-    /// <summary>Float64 PFGM++ posterior mean: sum_j w_j y_j with weights of power N+D and extra = r. Returns B x N.</summary>
-    private static double[] PlusPlusReference(float[] x, float[] r, float[] y, int batch, int count, int dim, int extraDims)
-    {
-        var result = new double[batch * dim];
-        for (int b = 0; b < batch; b++)
-        {
-            var w = Weights(x, r, y, b, count, dim, dim + extraDims);
-            for (int j = 0; j < count; j++)
-            {
-                for (int k = 0; k < dim; k++) result[b * dim + k] += w[j] * y[j * dim + k];
-            }
-        }
-
-        return result;
-    }
-
     [Test]
     public void PfgmFieldIsWrittenAndMatchesTheReference()
     {
@@ -284,7 +221,8 @@ public sealed class CliFieldTests
         Assert.That(result.Out, Does.Contain("wrote").And.Contain("(3, 5)"));
         var field = Npy.Read(_out);
         Assert.That(field.Shape, Is.EqualTo(new[] { Batch, Dim + 1 }));
-        var expected = PfgmReference(Npy.Read(_points).Data, Npy.Read(_z).Data, Npy.Read(_data).Data, Batch, Count, Dim, 2.5);
+        // The kernel itself is tested in PoissonFieldTests; here the files must carry its result unchanged.
+        var expected = PoissonField.Reference(Npy.Read(_points).Data, Npy.Read(_z).Data, Npy.Read(_data).Data, Batch, Count, Dim, FieldOptions.Pfgm(2.5f));
         // float32 kernel against float64: |target| < sqrt(N) = 2; the distances are O(1) and the exponent (N+1)/2 is
         // small, so float32 rounding stays near 1e-6 relative; 1e-4 leaves room for a different summation order.
         Numerics.AssertClose(field.Data, expected, rtol: 1e-4, atol: 1e-4, "pfgm field");
@@ -298,7 +236,7 @@ public sealed class CliFieldTests
         Assert.That(result.ExitCode, Is.EqualTo(0), result.Error);
         var field = Npy.Read(_out);
         Assert.That(field.Shape, Is.EqualTo(new[] { Batch, Dim }));
-        var expected = PlusPlusReference(Npy.Read(_points).Data, Npy.Read(_r).Data, Npy.Read(_data).Data, Batch, Count, Dim, 3);
+        var expected = PoissonField.Reference(Npy.Read(_points).Data, Npy.Read(_r).Data, Npy.Read(_data).Data, Batch, Count, Dim, FieldOptions.PfgmPlusPlus(3));
         // A convex combination of data in [-1, 1]; float32 softmax weights are accurate to ~1e-6 here.
         Numerics.AssertClose(field.Data, expected, rtol: 1e-4, atol: 1e-4, "pfgm++ posterior mean");
     }
@@ -335,14 +273,14 @@ public sealed class CliFieldTests
     [Test]
     public void BenchSummaryUsesTheStatedFormulas()
     {
-        var summary = Cli.Commands.BenchSummary.Field(128, 4096, 784, Kernels.FieldOptions.Pfgm(), [0.004, 0.002, 0.003]);
+        var summary = BenchSummary.Field(128, 4096, 784, FieldOptions.Pfgm(), [0.004, 0.002, 0.003]);
         Assert.That(summary.MeanSeconds, Is.EqualTo(0.003).Within(1e-15));
         Assert.That(summary.MinSeconds, Is.EqualTo(0.002));
         Assert.That(summary.MedianSeconds, Is.EqualTo(0.003));
         Assert.That(summary.Flops, Is.EqualTo(5.0 * 128 * 4096 * 784));
         Assert.That(summary.Bytes, Is.EqualTo(4.0 * (128 * 784 + 128 + 4096 * 784 + 128 * 785)));
         Assert.That(summary.GflopsPerSecond, Is.EqualTo(5.0 * 128 * 4096 * 784 / 0.003 / 1e9).Within(1e-9));
-        var plusPlus = Cli.Commands.BenchSummary.Field(2, 3, 5, Kernels.FieldOptions.PfgmPlusPlus(8), [1.0, 3.0]);
+        var plusPlus = BenchSummary.Field(2, 3, 5, FieldOptions.PfgmPlusPlus(8), [1.0, 3.0]);
         Assert.That(plusPlus.Bytes, Is.EqualTo(4.0 * (2 * 5 + 2 + 3 * 5 + 2 * 5)));
         Assert.That(plusPlus.MedianSeconds, Is.EqualTo(2.0));
     }

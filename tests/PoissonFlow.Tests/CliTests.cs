@@ -1,4 +1,5 @@
 using PoissonFlow.Cli;
+using PoissonFlow.Data;
 using PoissonFlow.IO;
 using PoissonFlow.Kernels.Device;
 
@@ -86,6 +87,8 @@ public sealed class CliTests
         yield return new TestCaseData(new UserErrorException("--x is wrong")).SetArgDisplayNames("UserError");
         yield return new TestCaseData(new NpyFormatException("a.npy: not a NumPy .npy file")).SetArgDisplayNames("Npy");
         yield return new TestCaseData(new DeviceUnavailableException("CUDA was requested")).SetArgDisplayNames("Device");
+        yield return new TestCaseData(new DatasetException("d.csv: row 3 has 2 columns, expected 3")).SetArgDisplayNames("Dataset");
+        yield return new TestCaseData(new InvalidDataException("config.json: not a valid RunConfig JSON file")).SetArgDisplayNames("InvalidData");
         yield return new TestCaseData(new ArgumentException("shape (2, 3) holds 6 values")).SetArgDisplayNames("Argument");
         yield return new TestCaseData(new FileNotFoundException("Could not find file '/x/y'")).SetArgDisplayNames("FileNotFound");
         yield return new TestCaseData(new DirectoryNotFoundException("folder '/x' does not exist")).SetArgDisplayNames("DirectoryNotFound");

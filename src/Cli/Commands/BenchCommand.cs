@@ -115,9 +115,9 @@ public sealed class BenchCommand : CliCommand
         output.WriteLine(string.Create(c,
             $"time per call: mean {summary.MeanSeconds * 1e3:F3} ms, min {summary.MinSeconds * 1e3:F3} ms, median {summary.MedianSeconds * 1e3:F3} ms"));
         output.WriteLine(string.Create(c,
-            $"compute: {summary.Flops / 1e9:F3} GFLOP per call (5 B M N) -> {summary.GflopsPerSecond:F1} GFLOP/s at the mean time"));
+            $"compute: {summary.Flops / 1e9:G4} GFLOP per call (5 B M N) -> {summary.GflopsPerSecond:G4} GFLOP/s at the mean time"));
         output.WriteLine(string.Create(c,
-            $"memory: {summary.Bytes:F0} bytes ({summary.Bytes / 1e6:F2} MB) per call (4 (B N + B + M N + B W), W={width}) -> {summary.GigabytesPerSecond:F2} GB/s at the mean time"));
+            $"memory: {summary.Bytes:F0} bytes ({summary.Bytes / 1e6:G4} MB) per call (4 (B N + B + M N + B W), W={width}) -> {summary.GigabytesPerSecond:G4} GB/s at the mean time"));
         return CliApp.ExitSuccess;
     }
 }

@@ -1,6 +1,6 @@
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
-
+using PoissonFlow.IO;
 
 namespace PoissonFlow.Cli.Plots;
 

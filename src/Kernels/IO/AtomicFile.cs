@@ -56,6 +56,14 @@ public static class AtomicFile
         }
     }
 
+    /// <summary>Writes UTF-8 text (no byte-order mark) to <paramref name="path"/>, atomically.</summary>
+    public static void WriteText(string path, string text) =>
+        Write(path, stream =>
+        {
+            using var writer = new StreamWriter(stream, new System.Text.UTF8Encoding(false), leaveOpen: true);
+            writer.Write(text);
+        });
+
     /// <summary>True when <paramref name="ex"/> or one of its inner exceptions reports a full disk or exceeded quota.</summary>
     public static bool IsDiskFull(Exception ex)
     {
