@@ -23,6 +23,10 @@ public static class CliApp
     [
         new FieldCommand(),
         new BenchCommand(),
+        new TrainCommand(),
+        new SampleCommand(),
+        new EvalCommand(),
+        new DemoCommand(),
     ];
 
     /// <summary>Options every command accepts, listed under "global options" in help.</summary>
