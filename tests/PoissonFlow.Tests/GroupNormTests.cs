@@ -5,19 +5,21 @@ namespace PoissonFlow.Tests;
 /// <summary>GroupNorm (plain and fused with SiLU) against its float64 reference and finite differences.</summary>
 public sealed class GroupNormTests
 {
-    // (channels, groups): 8 channels in the DDPM++ min(C/4, 32) = 2 groups; 6 channels in 3 groups of 2; 4 in one group.
+    // (channels, groups, silu, threads per row): 8 channels in the DDPM++ min(C/4, 32) = 2 groups; 6 channels in 3 groups
+    // of 2; 4 in one group. Threads per row 0 = the device default (one on the CPU); 32 runs the shared-memory tree CUDA uses.
     private static readonly object[] Cases =
     [
-        new object[] { 8, 2, false },
-        new object[] { 8, 2, true },
-        new object[] { 6, 3, true },
-        new object[] { 4, 1, false },
+        new object[] { 8, 2, false, 0 },
+        new object[] { 8, 2, true, 0 },
+        new object[] { 6, 3, true, 0 },
+        new object[] { 4, 1, false, 0 },
+        new object[] { 8, 2, true, 32 },
     ];
 
     private static GroupNormShape Shape(int channels, int groups) => new(batch: 2, channels: channels, spatial: 6 * 5, groups: groups);
 
     [TestCaseSource(nameof(Cases))]
-    public void ForwardMatchesFloat64Reference(int channels, int groups, bool silu)
+    public void ForwardMatchesFloat64Reference(int channels, int groups, bool silu, int threadsPerRow)
     {
         var shape = Shape(channels, groups);
         var rng = new Random(channels * 10 + groups);
@@ -32,7 +34,17 @@ public sealed class GroupNormTests
         using var yBuffer = device.Accelerator.Allocate1D(Numerics.Poison((int)shape.Length));
         using var meanBuffer = device.Accelerator.Allocate1D(Numerics.Poison(shape.Rows));
         using var rstdBuffer = device.Accelerator.Allocate1D(Numerics.Poison(shape.Rows));
-        GroupNorm.For(device).Forward(shape, xBuffer.View, gammaBuffer.View, betaBuffer.View, yBuffer.View, meanBuffer.View, rstdBuffer.View, silu);
+        var norm = GroupNorm.For(device);
+        norm.ThreadsPerRow = threadsPerRow;
+        try
+        {
+            norm.Forward(shape, xBuffer.View, gammaBuffer.View, betaBuffer.View, yBuffer.View, meanBuffer.View, rstdBuffer.View, silu);
+        }
+        finally
+        {
+            norm.ThreadsPerRow = 0;
+        }
+
         var (y, mean, rstd) = GroupNorm.ForwardReference(shape, x.Wide(), gamma.Wide(), beta.Wide(), silu);
         // Float32 row sums over 120 elements of O(1) values: relative error of the statistics ~1e-6; the outputs are
         // O(3) after normalisation, so 1e-5 relative plus 1e-5 absolute leaves a 10x margin.
@@ -42,7 +54,7 @@ public sealed class GroupNormTests
     }
 
     [TestCaseSource(nameof(Cases))]
-    public void BackwardMatchesFloat64ReferenceAndAccumulates(int channels, int groups, bool silu)
+    public void BackwardMatchesFloat64ReferenceAndAccumulates(int channels, int groups, bool silu, int threadsPerRow)
     {
         var shape = Shape(channels, groups);
         var rng = new Random(100 + channels * 10 + groups);
@@ -64,9 +76,17 @@ public sealed class GroupNormTests
         using var dxBuffer = device.Accelerator.Allocate1D(Numerics.Poison((int)shape.Length));
         using var dGammaBuffer = device.Accelerator.Allocate1D(dGammaBefore);
         using var dBetaBuffer = device.Accelerator.Allocate1D(dBetaBefore);
-        norm.Forward(shape, xBuffer.View, gammaBuffer.View, betaBuffer.View, yBuffer.View, meanBuffer.View, rstdBuffer.View, silu);
-        norm.Backward(shape, xBuffer.View, gammaBuffer.View, betaBuffer.View, meanBuffer.View, rstdBuffer.View, dyBuffer.View,
-            dxBuffer.View, dGammaBuffer.View, dBetaBuffer.View, silu);
+        norm.ThreadsPerRow = threadsPerRow;
+        try
+        {
+            norm.Forward(shape, xBuffer.View, gammaBuffer.View, betaBuffer.View, yBuffer.View, meanBuffer.View, rstdBuffer.View, silu);
+            norm.Backward(shape, xBuffer.View, gammaBuffer.View, betaBuffer.View, meanBuffer.View, rstdBuffer.View, dyBuffer.View,
+                dxBuffer.View, dGammaBuffer.View, dBetaBuffer.View, silu);
+        }
+        finally
+        {
+            norm.ThreadsPerRow = 0;
+        }
         var (dx, dGamma, dBeta) = GroupNorm.BackwardReference(shape, x.Wide(), gamma.Wide(), beta.Wide(), dy.Wide(), silu);
         // dx subtracts two row means from dxhat (cancellation) and is scaled by rstd ~ 1.7: float32 gives ~1e-6
         // relative to |dxhat| ~ 1, so 1e-4 absolute; the parameter gradients sum 60 terms of O(1): 1e-5 relative, 1e-5 absolute.

@@ -81,6 +81,9 @@ public sealed class GroupNorm
     /// <summary>This device's instance (kernels compiled once per device).</summary>
     public static GroupNorm For(ComputeDevice device) => device.Operation(d => new GroupNorm(d));
 
+    /// <summary>Threads per row of the reductions (a power of two up to 256); set by tests to exercise the shared-memory tree.</summary>
+    internal int ThreadsPerRow { get; set; }
+
     /// <summary>The DDPM++ group count for a channel count: min(C / 4, 32), at least 1.</summary>
     public static int DefaultGroups(int channels) => Math.Clamp(channels / 4, 1, 32);
 
@@ -97,7 +100,7 @@ public sealed class GroupNorm
         Require(output, shape.Length, "output");
         Require(mean, shape.Rows, "mean");
         Require(rstd, shape.Rows, "rstd");
-        _forward(_device.Accelerator.DefaultStream, RowConfig(shape.Rows), shape, input, gamma, beta, output, mean, rstd, silu ? 1 : 0);
+        _forward(_device.Accelerator.DefaultStream, GroupSum.RowConfig(_device, shape.Rows, ThreadsPerRow), shape, input, gamma, beta, output, mean, rstd, silu ? 1 : 0);
     }
 
     /// <summary>
@@ -120,8 +123,8 @@ public sealed class GroupNorm
         Require(dBeta, shape.Channels, "dBeta");
         var stream = _device.Accelerator.DefaultStream;
         int flag = silu ? 1 : 0;
-        _backwardParameters(stream, RowConfig(shape.Channels), shape, input, gamma, beta, mean, rstd, dOutput, dGamma, dBeta, flag);
-        _backwardInput(stream, RowConfig(shape.Rows), shape, input, gamma, beta, mean, rstd, dOutput, dInput, flag);
+        _backwardParameters(stream, GroupSum.RowConfig(_device, shape.Channels, ThreadsPerRow), shape, input, gamma, beta, mean, rstd, dOutput, dGamma, dBeta, flag);
+        _backwardInput(stream, GroupSum.RowConfig(_device, shape.Rows, ThreadsPerRow), shape, input, gamma, beta, mean, rstd, dOutput, dInput, flag);
     }
 
     /// <summary>Float64 reference of <see cref="Forward"/>: the output and the per-row mean and 1/std.</summary>
@@ -193,11 +196,6 @@ public sealed class GroupNorm
 
         return (dInput, dGamma, dBeta);
     }
-
-    /// <summary>One group per row, grid-striding over rows: 256 threads on CUDA, one thread per group on the CPU emulator.</summary>
-    private KernelConfig RowConfig(int rows) => _device.IsCuda
-        ? new KernelConfig(Math.Min(rows, _device.Accelerator.NumMultiprocessors * 16), GroupSum.MaxGroupSize)
-        : new KernelConfig(Math.Min(rows, _device.Accelerator.NumMultiprocessors), 1);
 
     private static void Require(ArrayView<float> view, long needed, string what)
     {

@@ -1,4 +1,6 @@
 using ILGPU;
+using ILGPU.Runtime;
+using PoissonFlow.Kernels.Device;
 
 namespace PoissonFlow.Kernels.Image;
 
@@ -31,5 +33,16 @@ internal static class GroupSum
         // Nobody may overwrite the scratch (next call) before everyone has read the total.
         Group.Barrier();
         return total;
+    }
+
+    /// <summary>
+    /// Launch shape for one thread group per row, grid-striding over rows: <paramref name="threads"/> when set, else
+    /// 256 on CUDA and 1 on the CPU emulator (whose barriers are very slow).
+    /// </summary>
+    internal static KernelConfig RowConfig(ComputeDevice device, int rows, int threads)
+    {
+        int groupSize = threads > 0 ? threads : device.IsCuda ? MaxGroupSize : 1;
+        int groups = Math.Min(rows, device.Accelerator.NumMultiprocessors * (device.IsCuda ? 16 : 1));
+        return new KernelConfig(groups, groupSize);
     }
 }
