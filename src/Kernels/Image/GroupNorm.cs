@@ -202,11 +202,16 @@ public sealed class GroupNorm
         if (view.Length < needed) throw new ArgumentException($"group norm: {what} has {view.Length} elements, needs {needed}");
     }
 
-    /// <summary>silu'(y) = s (1 + y (1 - s)) with s = sigmoid(y); finite for every finite y.</summary>
-    private static float SiluDerivative(float y)
+    /// <summary>
+    /// The gradient with respect to the affine output y = xhat * gamma + beta: dOutput itself, or dOutput * silu'(y) when
+    /// SiLU is fused, with silu'(y) = s (1 + y (1 - s)), s = sigmoid(y) (finite for every finite y; y is recomputed, not stored).
+    /// </summary>
+    private static float NormalizedGradient(float dOutput, float xhat, float gamma, float beta, int silu)
     {
+        if (silu == 0) return dOutput;
+        float y = xhat * gamma + beta;
         float s = 1f / (1f + XMath.Exp(-y));
-        return s * (1f + y * (1f - s));
+        return dOutput * s * (1f + y * (1f - s));
     }
 
     /// <summary>One group per (sample, group) row: mean, centred variance, then the normalised (and SiLU'd) output.</summary>
@@ -263,8 +268,7 @@ public sealed class GroupNorm
             {
                 int c = firstChannel + i / s.Spatial;
                 float xhat = (input[start + i] - mu) * r;
-                float dy = dOutput[start + i];
-                if (silu != 0) dy *= SiluDerivative(xhat * gamma[c] + beta[c]);
+                float dy = NormalizedGradient(dOutput[start + i], xhat, gamma[c], beta[c], silu);
                 float dxhat = dy * gamma[c];
                 sumDxhat += dxhat;
                 sumDxhatXhat += dxhat * xhat;
@@ -276,8 +280,7 @@ public sealed class GroupNorm
             {
                 int c = firstChannel + i / s.Spatial;
                 float xhat = (input[start + i] - mu) * r;
-                float dy = dOutput[start + i];
-                if (silu != 0) dy *= SiluDerivative(xhat * gamma[c] + beta[c]);
+                float dy = NormalizedGradient(dOutput[start + i], xhat, gamma[c], beta[c], silu);
                 dInput[start + i] = r * (dy * gamma[c] - meanDxhat - xhat * meanDxhatXhat);
             }
         }
@@ -301,8 +304,7 @@ public sealed class GroupNorm
                 int index = (n * s.Channels + c) * s.Spatial + i - n * s.Spatial;
                 int row = n * s.Groups + group;
                 float xhat = (input[index] - mean[row]) * rstd[row];
-                float dy = dOutput[index];
-                if (silu != 0) dy *= SiluDerivative(xhat * g + b);
+                float dy = NormalizedGradient(dOutput[index], xhat, g, b, silu);
                 sumDyXhat += dy * xhat;
                 sumDy += dy;
             }
