@@ -250,13 +250,16 @@ public sealed class OdeSteps
         return rows;
     }
 
+    /// <summary>Forces 1 or 32 lanes per row (tests run the CUDA warp-per-row path on the CPU emulator with it).</summary>
+    internal int? LanesPerRowOverride { get; set; }
+
     /// <summary>
     /// Launch shape for per-row kernels: one thread per row on the CPU emulator and for short rows; a warp (32 lanes)
     /// per row on CUDA when rows are long enough to feed it.
     /// </summary>
     internal (KernelConfig Config, RowShape Shape) RowLaunch(int batch, int dim)
     {
-        int lanes = _device.IsCuda && dim >= 64 ? 32 : 1;
+        int lanes = LanesPerRowOverride ?? (_device.IsCuda && dim >= 64 ? 32 : 1);
         return (_device.GridStride((long)batch * lanes), new RowShape { Batch = batch, Dim = dim, LanesPerRow = lanes });
     }
 

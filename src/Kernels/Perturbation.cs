@@ -191,16 +191,16 @@ public sealed class Perturbation : IDisposable
         for (int i = 0; i < batch; i++)
         {
             var block = Philox.Generate(seed, PurposeScalars, (uint)i, 0, step);
-            double m = UniformClosedZeroReference(block.X0) * options.M;
-            NormalPairReference(block.X1, block.X2, out double ez, out _);
+            double m = Philox.UniformClosedZeroReference(block.X0) * options.M;
+            Philox.NormalPairReference(block.X1, block.X2, out double ez, out _);
             double z0 = Math.Abs(options.Sigma * ez);
-            if (options.RestrictM && z0 < options.RestrictThreshold) m = UniformClosedZeroReference(block.X3) * options.RestrictedM;
+            if (options.RestrictM && z0 < options.RestrictThreshold) m = Philox.UniformClosedZeroReference(block.X3) * options.RestrictedM;
             double k = Math.Pow(1.0 + options.Tau, m);
             double noise = options.Sigma * Math.Sqrt(SumOfSquaresReference(seed, PurposeNoiseNorm, i, dim, step));
             double direction = Math.Sqrt(SumOfSquaresReference(seed, PurposeDirection, i, dim, step));
             for (int e = 0; e < dim; e++)
             {
-                double g = NormalReference(seed, PurposeDirection, i, e, step);
+                double g = Philox.NormalReference(seed, PurposeDirection, i, e, step);
                 perturbed[i * dim + e] = clean[i * dim + e] + k * noise * g / direction;
             }
 
@@ -225,7 +225,7 @@ public sealed class Perturbation : IDisposable
             double h = Math.Sqrt(SumOfSquaresReference(seed, PurposeExtra, i, extraDims, step));
             for (int e = 0; e < dim; e++)
             {
-                perturbed[i * dim + e] = clean[i * dim + e] + r * NormalReference(seed, PurposeDirection, i, e, step) / h;
+                perturbed[i * dim + e] = clean[i * dim + e] + r * Philox.NormalReference(seed, PurposeDirection, i, e, step) / h;
             }
         }
 
@@ -274,31 +274,12 @@ public sealed class Perturbation : IDisposable
         _factors = _device.Accelerator.Allocate1D<float>(batch);
     }
 
-    private static double UniformClosedZeroReference(uint bits) => (bits >> 8) / 16777216.0;
-
-    private static void NormalPairReference(uint bits1, uint bits2, out double n0, out double n1)
-    {
-        double radius = Math.Sqrt(-2.0 * Math.Log(((bits1 >> 8) + 1u) / 16777216.0));
-        double angle = 2.0 * Math.PI * UniformClosedZeroReference(bits2);
-        n0 = radius * Math.Cos(angle);
-        n1 = radius * Math.Sin(angle);
-    }
-
-    /// <summary>Normal number <paramref name="element"/> of the stream (purpose, sample, ., step), in float64.</summary>
-    internal static double NormalReference(ulong seed, uint purpose, int sample, int element, uint step)
-    {
-        var block = Philox.Generate(seed, purpose, (uint)sample, (uint)(element / 4), step);
-        int lane = element % 4;
-        NormalPairReference(lane < 2 ? block.X0 : block.X2, lane < 2 ? block.X1 : block.X3, out double n0, out double n1);
-        return lane % 2 == 0 ? n0 : n1;
-    }
-
     private static double SumOfSquaresReference(ulong seed, uint purpose, int sample, int count, uint step)
     {
         double sum = 0;
         for (int e = 0; e < count; e++)
         {
-            double g = NormalReference(seed, purpose, sample, e, step);
+            double g = Philox.NormalReference(seed, purpose, sample, e, step);
             sum += g * g;
         }
 

@@ -26,8 +26,9 @@
 //   At (B, M, N) = (256, 60000, 784): 5 B M N = 6.0e10 FLOP counted; unique HBM traffic ~0.6 GB (Y 188 MB, q 123 MB
 //   written and read, W 61 MB written and read), i.e. ~0.13 ms at 4.8 TB/s against 2 ms of FP32 work at 30 TFLOP/s:
 //   compute bound by design. The rate on an H200 is NOT measured yet (no GPU in the sessions so far).
-// * CPU emulator ("coarse"): barrier-free; each emulated thread owns 4 points and streams all of Y once, keeping the
-//   running minimum and sums in registers and the accumulator in its output rows (reads of y_j shared by 4 points).
+// * CPU emulator ("coarse"): barrier-free; each emulated thread owns 4 points and streams all of Y once, 4 rows at a
+//   time (a 4 x 4 register block of squared distances), keeping the running minima and sums in registers and the
+//   accumulators in its output rows.
 //   Few threads (one small group per core), one launch per call.
 // Memory: O((B + M) N) plus a B x C scratch on the tiled path.
 using System.Runtime.InteropServices;
@@ -472,7 +473,9 @@ public sealed class PoissonField : IDisposable
     }
 
     // ------------------------------------------------------------------------------------------------------------
-    // Coarse path (CPU accelerator): one emulated thread per 4 points, streaming all of Y once.
+    // Coarse path (CPU accelerator): one emulated thread per 4 points, streaming all of Y once, 4 reference rows at a
+    // time. On the emulator every view access costs far more than the arithmetic, so the 4 x 4 register block is what
+    // matters: 8 loads per 16 squared differences, and one pass over the accumulator rows per 4 reference rows.
 
     [GpuKernel]
     internal static void CoarseFieldKernel(ArrayView<float> points, ArrayView<float> extra, ArrayView<float> data,
@@ -501,24 +504,40 @@ public sealed class PoissonField : IDisposable
 
             double min0 = double.PositiveInfinity, min1 = min0, min2 = min0, min3 = min0;
             double sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
-            for (int j = 0; j < p.Count; j++)
+            for (int j = 0; j < p.Count; j += 4)
             {
-                int y = j * dim;
+                // Reference rows past M alias row j and get q = +infinity (weight 0).
+                int rows = Math.Min(p.Count - j, 4);
+                int y0 = j * dim, y1 = rows > 1 ? y0 + dim : y0, y2 = rows > 2 ? y0 + 2 * dim : y0, y3 = rows > 3 ? y0 + 3 * dim : y0;
+                var d = default(Block4x4Double);
                 // Plain float64 differences: the weight exponent (N+D)/2 amplifies the float32 rounding of a single
                 // difference (2^-24 relative) into ~1e-4 weight errors when N is tiny and D large; doubles cost the
                 // same as floats in the emulator's scalar code.
-                double d0 = 0, d1 = 0, d2 = 0, d3 = 0;
                 for (int k = 0; k < dim; k++)
                 {
-                    double yv = data[y + k];
-                    double a0 = points[x0 + k] - yv, a1 = points[x1 + k] - yv, a2 = points[x2 + k] - yv, a3 = points[x3 + k] - yv;
-                    d0 += a0 * a0; d1 += a1 * a1; d2 += a2 * a2; d3 += a3 * a3;
+                    double c0 = data[y0 + k], c1 = data[y1 + k], c2 = data[y2 + k], c3 = data[y3 + k];
+                    double a = points[x0 + k], t;
+                    t = a - c0; d.V00 += t * t; t = a - c1; d.V01 += t * t; t = a - c2; d.V02 += t * t; t = a - c3; d.V03 += t * t;
+                    a = points[x1 + k];
+                    t = a - c0; d.V10 += t * t; t = a - c1; d.V11 += t * t; t = a - c2; d.V12 += t * t; t = a - c3; d.V13 += t * t;
+                    a = points[x2 + k];
+                    t = a - c0; d.V20 += t * t; t = a - c1; d.V21 += t * t; t = a - c2; d.V22 += t * t; t = a - c3; d.V23 += t * t;
+                    a = points[x3 + k];
+                    t = a - c0; d.V30 += t * t; t = a - c1; d.V31 += t * t; t = a - c2; d.V32 += t * t; t = a - c3; d.V33 += t * t;
                 }
 
-                CoarseAccumulate(output, data, points, o0, x0, y, dim, pfgm, d0 + e0, p.Alpha, ref min0, ref sum0);
-                if (valid > 1) CoarseAccumulate(output, data, points, o1, x1, y, dim, pfgm, d1 + e1, p.Alpha, ref min1, ref sum1);
-                if (valid > 2) CoarseAccumulate(output, data, points, o2, x2, y, dim, pfgm, d2 + e2, p.Alpha, ref min2, ref sum2);
-                if (valid > 3) CoarseAccumulate(output, data, points, o3, x3, y, dim, pfgm, d3 + e3, p.Alpha, ref min3, ref sum3);
+                double inf = double.PositiveInfinity;
+                var q = new Block4x4Double
+                {
+                    V00 = d.V00 + e0, V01 = rows > 1 ? d.V01 + e0 : inf, V02 = rows > 2 ? d.V02 + e0 : inf, V03 = rows > 3 ? d.V03 + e0 : inf,
+                    V10 = d.V10 + e1, V11 = rows > 1 ? d.V11 + e1 : inf, V12 = rows > 2 ? d.V12 + e1 : inf, V13 = rows > 3 ? d.V13 + e1 : inf,
+                    V20 = d.V20 + e2, V21 = rows > 1 ? d.V21 + e2 : inf, V22 = rows > 2 ? d.V22 + e2 : inf, V23 = rows > 3 ? d.V23 + e2 : inf,
+                    V30 = d.V30 + e3, V31 = rows > 1 ? d.V31 + e3 : inf, V32 = rows > 2 ? d.V32 + e3 : inf, V33 = rows > 3 ? d.V33 + e3 : inf,
+                };
+                CoarseUpdate(output, data, points, o0, x0, y0, y1, y2, y3, dim, pfgm, q.V00, q.V01, q.V02, q.V03, p.Alpha, ref min0, ref sum0);
+                if (valid > 1) CoarseUpdate(output, data, points, o1, x1, y0, y1, y2, y3, dim, pfgm, q.V10, q.V11, q.V12, q.V13, p.Alpha, ref min1, ref sum1);
+                if (valid > 2) CoarseUpdate(output, data, points, o2, x2, y0, y1, y2, y3, dim, pfgm, q.V20, q.V21, q.V22, q.V23, p.Alpha, ref min2, ref sum2);
+                if (valid > 3) CoarseUpdate(output, data, points, o3, x3, y0, y1, y2, y3, dim, pfgm, q.V30, q.V31, q.V32, q.V33, p.Alpha, ref min3, ref sum3);
             }
 
             FinalizeRow(output, o0, output, o0, extra[i0], sum0, p);
@@ -529,38 +548,62 @@ public sealed class PoissonField : IDisposable
     }
 
     /// <summary>
-    /// Online update of one row with reference point y: rescales the row when q is a new minimum, then adds w y
-    /// (PFGM++) or w (y - x) (PFGM: accumulating the difference avoids the cancellation of mean(y) - x near the data).
+    /// Online update of one row with 4 reference rows: rescales the row when their smallest q is a new minimum, then
+    /// adds sum_r w_r y_r (PFGM++) or sum_r w_r (y_r - x) (PFGM: accumulating the difference avoids the cancellation of
+    /// mean(y) - x near the data). Rows with weight 0 (far, or past M) cost nothing when only one row counts.
     /// </summary>
-    private static void CoarseAccumulate(ArrayView<float> output, ArrayView<float> data, ArrayView<float> points,
-        int row, int x, int y, int dim, bool pfgm, double q, double alpha, ref double qMin, ref double sum)
+    private static void CoarseUpdate(ArrayView<float> output, ArrayView<float> data, ArrayView<float> points,
+        int row, int x, int y0, int y1, int y2, int y3, int dim, bool pfgm, double q0, double q1, double q2, double q3,
+        double alpha, ref double qMin, ref double sum)
     {
-        float w = 1f;
-        if (q < qMin)
+        double blockMin = Math.Min(Math.Min(q0, q1), Math.Min(q2, q3));
+        if (blockMin < qMin)
         {
-            float scale = RelativeWeight(qMin, q, alpha);
+            float scale = RelativeWeight(qMin, blockMin, alpha);
             if (sum > 0)
             {
                 sum *= scale;
                 for (int k = 0; k < dim; k++) output[row + k] *= scale;
             }
 
-            qMin = q;
-        }
-        else
-        {
-            w = RelativeWeight(q, qMin, alpha);
-            if (w == 0f) return;
+            qMin = blockMin;
         }
 
-        sum += w;
+        float w0 = RelativeWeight(q0, qMin, alpha), w1 = RelativeWeight(q1, qMin, alpha);
+        float w2 = RelativeWeight(q2, qMin, alpha), w3 = RelativeWeight(q3, qMin, alpha);
+        int active = (w0 > 0f ? 1 : 0) + (w1 > 0f ? 1 : 0) + (w2 > 0f ? 1 : 0) + (w3 > 0f ? 1 : 0);
+        if (active == 0) return;
+        sum += (double)w0 + w1 + w2 + w3;
+        if (active == 1)
+        {
+            float w = w0 > 0f ? w0 : w1 > 0f ? w1 : w2 > 0f ? w2 : w3;
+            int y = w0 > 0f ? y0 : w1 > 0f ? y1 : w2 > 0f ? y2 : y3;
+            if (pfgm)
+            {
+                for (int k = 0; k < dim; k++) output[row + k] += w * (data[y + k] - points[x + k]);
+            }
+            else
+            {
+                for (int k = 0; k < dim; k++) output[row + k] += w * data[y + k];
+            }
+
+            return;
+        }
+
         if (pfgm)
         {
-            for (int k = 0; k < dim; k++) output[row + k] += w * (data[y + k] - points[x + k]);
+            for (int k = 0; k < dim; k++)
+            {
+                float xv = points[x + k];
+                output[row + k] += w0 * (data[y0 + k] - xv) + w1 * (data[y1 + k] - xv) + w2 * (data[y2 + k] - xv) + w3 * (data[y3 + k] - xv);
+            }
         }
         else
         {
-            for (int k = 0; k < dim; k++) output[row + k] += w * data[y + k];
+            for (int k = 0; k < dim; k++)
+            {
+                output[row + k] += w0 * data[y0 + k] + w1 * data[y1 + k] + w2 * data[y2 + k] + w3 * data[y3 + k];
+            }
         }
     }
 

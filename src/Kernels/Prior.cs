@@ -9,7 +9,7 @@ namespace PoissonFlow.Kernels;
 /// The PFGM and PFGM++ priors, drawn on device: x = s * g / |h| with g ~ N(0, I_N) and h ~ N(0, I_D), then the radius
 /// clipped to [min, max]. PFGM is D = 1, s = z_max, clip [1, upper_norm] (the projected uniform hemisphere:
 /// R = z_max sqrt(B/(1-B)), B ~ Beta(N/2, 1/2)); PFGM++ is s = sigma_max sqrt(D), no clip (R = s sqrt(B/(1-B)),
-/// B ~ Beta(N/2, D/2)). Random numbers come from a counter-based generator keyed by (seed, row, coordinate), so a
+/// B ~ Beta(N/2, D/2)). Random numbers come from Philox keyed by the seed, counter (purpose, row, coordinate), so a
 /// sample does not depend on the launch shape or the device.
 /// </summary>
 public sealed class Prior
@@ -51,28 +51,26 @@ public sealed class Prior
         if (!(minRadius <= maxRadius)) throw new ArgumentException($"prior: radius clip [{minRadius}, {maxRadius}] is empty");
         if (points.Length != (long)batch * dim) throw new ArgumentException($"prior: {points.Length} values for {batch}x{dim} points");
         var (config, shape) = OdeSteps.For(_device).RowLaunch(batch, dim);
-        _sample(_device.Accelerator.DefaultStream, config, points, shape, extraDims, radiusScale, minRadius, maxRadius, Key(seed));
+        _sample(_device.Accelerator.DefaultStream, config, points, shape, extraDims, radiusScale, minRadius, maxRadius, seed);
     }
 
     /// <summary>Float64 reference drawing the very same random numbers as the kernel.</summary>
     public static double[] Reference(int batch, int dim, int extraDims, double radiusScale, double minRadius, double maxRadius, ulong seed)
     {
-        ulong key = Key(seed);
-        var x = new double[batch * dim];
+                var x = new double[batch * dim];
         for (int b = 0; b < batch; b++)
         {
-            ulong counter = (ulong)b * (ulong)(dim + extraDims);
             double g2 = 0, h2 = 0;
             for (int i = 0; i < dim; i++)
             {
-                double g = GaussianReference(key, counter + (ulong)i);
+                double g = Philox.NormalReference(seed, PurposeDirection, b, i, 0);
                 x[b * dim + i] = g;
                 g2 += g * g;
             }
 
             for (int j = 0; j < extraDims; j++)
             {
-                double h = GaussianReference(key, counter + (ulong)(dim + j));
+                double h = Philox.NormalReference(seed, PurposeExtra, b, j, 0);
                 h2 += h * h;
             }
 
@@ -84,60 +82,33 @@ public sealed class Prior
         return x;
     }
 
-    /// <summary>Spreads a user seed over 64 bits so that nearby seeds give unrelated streams.</summary>
-    private static ulong Key(ulong seed) => Mix(seed ^ 0x6A09E667F3BCC909UL);
+    /// <summary>Philox purpose word of the prior's N direction normals g.</summary>
+    public const uint PurposeDirection = 5;
 
-    /// <summary>SplitMix64's output function: a bijective 64-bit mixer.</summary>
-    private static ulong Mix(ulong v)
-    {
-        v = (v ^ (v >> 30)) * 0xBF58476D1CE4E5B9UL;
-        v = (v ^ (v >> 27)) * 0x94D049BB133111EBUL;
-        return v ^ (v >> 31);
-    }
-
-    /// <summary>
-    /// THE Gaussian draw of the priors: one standard normal per (key, counter). Counter-based SplitMix64 (the
-    /// generator's state after counter+1 steps, mixed) and Box-Muller on two 24-bit uniforms. This is the single
-    /// place to switch to Philox once the shared generator exists.
-    /// </summary>
-    private static float Gaussian(ulong key, ulong counter)
-    {
-        ulong bits = Mix(key + (counter + 1UL) * 0x9E3779B97F4A7C15UL);
-        float u1 = ((uint)(bits >> 40) + 1u) * (1f / 16777216f); // (0, 1]: the log is finite
-        float u2 = (uint)(bits & 0xFFFFFFUL) * (1f / 16777216f);
-        return XMath.Sqrt(-2f * XMath.Log(u1)) * XMath.Cos(2f * XMath.PI * u2);
-    }
-
-    private static double GaussianReference(ulong key, ulong counter)
-    {
-        ulong bits = Mix(key + (counter + 1UL) * 0x9E3779B97F4A7C15UL);
-        double u1 = ((bits >> 40) + 1UL) / 16777216.0;
-        double u2 = (bits & 0xFFFFFFUL) / 16777216.0;
-        return Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
-    }
+    /// <summary>Philox purpose word of the prior's D normals h.</summary>
+    public const uint PurposeExtra = 6;
 
     [GpuKernel]
     internal static void PriorKernel(ArrayView<float> points, RowShape shape, int extraDims, float radiusScale,
-        float minRadius, float maxRadius, ulong key)
+        float minRadius, float maxRadius, ulong seed)
     {
         long thread = Grid.GlobalIndex.X;
         long rowStride = (long)Grid.DimX * Group.DimX / shape.LanesPerRow;
         int lane = (int)(thread % shape.LanesPerRow);
         for (long row = thread / shape.LanesPerRow; row < shape.Batch; row += rowStride)
         {
-            ulong counter = (ulong)row * (ulong)(shape.Dim + extraDims);
             long rowBase = row * shape.Dim;
             float g2 = 0f, h2 = 0f;
             for (int i = lane; i < shape.Dim; i += shape.LanesPerRow)
             {
-                float g = Gaussian(key, counter + (ulong)i);
+                float g = Philox.Normal(seed, PurposeDirection, (uint)row, (uint)i, 0);
                 points[rowBase + i] = g;
                 g2 += g * g;
             }
 
             for (int j = lane; j < extraDims; j += shape.LanesPerRow)
             {
-                float h = Gaussian(key, counter + (ulong)(shape.Dim + j));
+                float h = Philox.Normal(seed, PurposeExtra, (uint)row, (uint)j, 0);
                 h2 += h * h;
             }
 

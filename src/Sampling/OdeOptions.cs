@@ -3,10 +3,10 @@ namespace PoissonFlow.Sampling;
 /// <summary>The integrator of the PFGM ODE.</summary>
 public enum OdeSolver
 {
-    /// <summary>Forward Euler in z on the geometric grid (the official forward_euler); NFE = Steps.</summary>
+    /// <summary>Forward Euler on the geometric z grid (see <see cref="PfgmOdeOptions.EulerVariable"/>); NFE = Steps.</summary>
     Euler,
 
-    /// <summary>Heun in z on the geometric grid, last step Euler (the official improved_euler); NFE = 2 Steps - 1.</summary>
+    /// <summary>Heun on the geometric z grid, last step Euler only (the official improved_euler); NFE = 2 Steps - 1.</summary>
     Heun,
 
     /// <summary>Classical 4th-order Runge-Kutta in t = ln z with uniform steps (a geometric z grid); NFE = 4 Steps.</summary>
@@ -17,6 +17,23 @@ public enum OdeSolver
 
     /// <summary>Dormand-Prince's 5th-order solution with Steps fixed steps and no error control (convergence studies).</summary>
     Rk45Fixed,
+}
+
+/// <summary>The variable an Euler or Heun step is linear in; both use the grid z_i = z_max (z_min/z_max)^(i/Steps).</summary>
+public enum EulerVariable
+{
+    /// <summary>
+    /// Steps of equal dt in t = ln z with the drift z dx/dz: x += (t_{i+1} - t_i) z_i dx/dz. This is what the official
+    /// ODE solvers forward_euler and improved_euler do (Poisson_flow sampling.py, ForwardEulerPredictor and
+    /// ImprovedEulerPredictor with methods.py Poisson.ode returning z dx/dz).
+    /// </summary>
+    LogZ,
+
+    /// <summary>
+    /// Steps in z itself: x += (z_{i+1} - z_i) dx/dz, i.e. dx/dt (e^dt - 1). This is the official euler_maruyama
+    /// predictor of the PC sampler (noise-free for PFGM), and what the spec's section 5 describes.
+    /// </summary>
+    Z,
 }
 
 /// <summary>Options of the PFGM ODE (spec section 5). Defaults are the official CIFAR-10 settings.</summary>
@@ -36,6 +53,9 @@ public sealed record PfgmOdeOptions
 
     /// <summary>The integrator.</summary>
     public OdeSolver Solver { get; init; } = OdeSolver.Rk45;
+
+    /// <summary>What Euler and Heun steps are linear in (default: as the official forward_euler/improved_euler).</summary>
+    public EulerVariable EulerVariable { get; init; } = EulerVariable.LogZ;
 
     /// <summary>Number of steps of the fixed-grid solvers (official sampling.N = 100).</summary>
     public int Steps { get; init; } = 100;

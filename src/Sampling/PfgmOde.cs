@@ -100,27 +100,35 @@ public sealed class PfgmOde : IDisposable
         return new OdeResult(_evaluations, accepted, rejected, _launches, _hostReads);
     }
 
-    /// <summary>Euler or Heun in z on the geometric grid z_i = zFrom (zTo/zFrom)^(i/N), as the official samplers.</summary>
+    /// <summary>
+    /// Euler or Heun on the geometric grid z_i = zFrom (zTo/zFrom)^(i/N), each step linear in ln z (as the official
+    /// ODE solvers) or in z (as the official PC predictor); Heun's last step is Euler only, as in the official code.
+    /// </summary>
     private (int, int) FixedGrid(IFieldPredictor predictor, double zFrom, double zTo, PfgmOdeOptions options, bool heun)
     {
         int steps = options.Steps;
         double ratio = zTo / zFrom;
         double ZAt(int i) => i == steps ? zTo : zFrom * Math.Pow(ratio, (double)i / steps);
+        bool inZ = options.EulerVariable == EulerVariable.Z;
+        double stepInLogZ = Math.Log(ratio) / steps;
         var x = _x.View;
         FillZ(zFrom);
         for (int i = 0; i < steps; i++)
         {
-            double z = ZAt(i), zNext = ZAt(i + 1), dz = zNext - z;
+            double z = ZAt(i), zNext = ZAt(i + 1);
+            // In z: dx/dz times dz. In ln z: the drift z dx/dz times dt.
+            double step = inZ ? zNext - z : stepInLogZ;
+            double scale = inZ ? 1 : z, scaleNext = inZ ? 1 : zNext;
             Evaluate(predictor, x);
             if (heun && i < steps - 1)
             {
-                Stage(0, x, _stage.View, Drift(z, 1, options), StageCombination.Create([], [], dz, zNext));
+                Stage(0, x, _stage.View, Drift(z, scale, options), StageCombination.Create([], [], step, zNext));
                 Evaluate(predictor, _stage.View);
-                Stage(1, x, x, Drift(zNext, 1, options), StageCombination.Create([dz / 2], [0], dz / 2, zNext));
+                Stage(1, x, x, Drift(zNext, scaleNext, options), StageCombination.Create([step / 2], [0], step / 2, zNext));
             }
             else
             {
-                Stage(0, x, x, Drift(z, 1, options), StageCombination.Create([], [], dz, zNext));
+                Stage(0, x, x, Drift(z, scale, options), StageCombination.Create([], [], step, zNext));
             }
         }
 

@@ -5,9 +5,18 @@ namespace PoissonFlow.Tests;
 /// <summary>Each fused ODE-step kernel and the prior kernel against their float64 references, outputs poisoned with NaN.</summary>
 public sealed class SamplingKernelTests
 {
-    private const int Batch = 5, Dim = 7, Slots = 7;
+    private const int Batch = 5, Dim = 37, Slots = 7;
 
     private static double[] D(float[] v) => v.Select(x => (double)x).ToArray();
+
+    /// <summary>
+    /// Runs the per-row kernels with 1 lane per row (the CPU shape) and with a 32-lane warp per row and shuffle
+    /// reductions (the CUDA shape for long rows), which the CPU emulator also executes.
+    /// </summary>
+    [TearDown]
+    public void RestoreLanes() => OdeSteps.For(TestDevice.Cpu).LanesPerRowOverride = null;
+
+    private static void UseLanes(int lanes) => OdeSteps.For(TestDevice.Cpu).LanesPerRowOverride = lanes;
 
     /// <summary>A field row with |v_x| &lt; sqrt(N) (as a normalised field has), so the substitution's n1 &lt; 1.</summary>
     private static float[] RandomField(Random rng)
@@ -17,11 +26,13 @@ public sealed class SamplingKernelTests
         return field;
     }
 
-    [TestCase(0.5f, 5f, TestName = "DriftStage with the z-substitution")]
-    [TestCase(8f, 5f, TestName = "DriftStage above z_exp (network v_z)")]
-    [TestCase(0.5f, 0f, TestName = "DriftStage with gamma 0 (no substitution)")]
-    public void DriftStageMatchesReference(float zStage, float gamma)
+    [TestCase(0.5f, 5f, 1, TestName = "DriftStage with the z-substitution")]
+    [TestCase(0.5f, 5f, 32, TestName = "DriftStage with the z-substitution, warp per row")]
+    [TestCase(8f, 5f, 1, TestName = "DriftStage above z_exp (network v_z)")]
+    [TestCase(0.5f, 0f, 1, TestName = "DriftStage with gamma 0 (no substitution)")]
+    public void DriftStageMatchesReference(float zStage, float gamma, int lanes)
     {
+        UseLanes(lanes);
         var rng = new Random(11);
         var device = TestDevice.Cpu;
         var field = RandomField(rng);
@@ -43,7 +54,7 @@ public sealed class SamplingKernelTests
         var expectedDrift = OdeSteps.DriftReference(D(field), Batch, Dim, drift);
         var expectedNext = OdeSteps.CombineReference(D(stages), D(baseState), expectedDrift, combination);
         var actualStages = stageBuffer.GetAsArray1D();
-        // Drift: a norm over 7 values, a few divisions and sqrt in float32: a few ulps of the O(1..10) drift.
+        // Drift: a norm over 37 values, a few divisions and sqrt in float32: a few ulps of the O(1..10) drift.
         Numerics.AssertClose(actualStages.AsSpan(outSlot * Batch * Dim, Batch * Dim), expectedDrift, 1e-5, 1e-6, "drift");
         // Combination: 4 float32 multiply-adds of O(1) terms on top of the drift's error.
         Numerics.AssertClose(nextBuffer.GetAsArray1D(), expectedNext, 1e-5, 1e-5, "next stage input");
@@ -76,9 +87,11 @@ public sealed class SamplingKernelTests
         Numerics.AssertClose(xBuffer.GetAsArray1D(), expected, 1e-5, 1e-5, "in-place Heun update");
     }
 
-    [Test]
-    public void DriftErrorMatchesReference()
+    [TestCase(1)]
+    [TestCase(32)]
+    public void DriftErrorMatchesReference(int lanes)
     {
+        UseLanes(lanes);
         var rng = new Random(13);
         var device = TestDevice.Cpu;
         var field = RandomField(rng);
@@ -99,7 +112,7 @@ public sealed class SamplingKernelTests
         var newStage = OdeSteps.DriftReference(D(field), Batch, Dim, drift);
         var expected = OdeSteps.ErrorReference(D(stages), newStage, D(yOld), D(yNew), Batch, Dim, weights, rtol, atol);
         // The scaled error is a difference of terms ~1e-3 over a scale ~1e-4: cancellation costs ~1e-6 relative
-        // of the largest term per element, squared sums of 7 elements; 1e-4 relative is ample and still fails a wrong weight.
+        // of the largest term per element, squared sums of 37 elements; 1e-4 relative is ample and still fails a wrong weight.
         Numerics.AssertClose(rowBuffer.GetAsArray1D(), expected, 1e-4, 1e-4, "row error sums");
         Numerics.AssertClose(stageBuffer.GetAsArray1D().AsSpan(2 * Batch * Dim, Batch * Dim), newStage, 1e-5, 1e-6, "stored stage 7");
     }
@@ -123,9 +136,11 @@ public sealed class SamplingKernelTests
         Assert.That(zBuffer.GetAsArray1D(), Is.All.EqualTo(0.75f));
     }
 
-    [Test]
-    public void ScaledNormMatchesReference()
+    [TestCase(1)]
+    [TestCase(32)]
+    public void ScaledNormMatchesReference(int lanes)
     {
+        UseLanes(lanes);
         var rng = new Random(15);
         var device = TestDevice.Cpu;
         var y = Numerics.Uniform(rng, Batch * Dim, -3f, 3f);
@@ -138,15 +153,19 @@ public sealed class SamplingKernelTests
         OdeSteps.For(device).ScaledNorm(yBuffer.View, uBuffer.View, wBuffer.View, rowBuffer.View, Batch, Dim, 2f, -3f, 1e-3f, 1e-2f);
         var expected = new double[Batch];
         for (int i = 0; i < Batch * Dim; i++) expected[i / Dim] += Math.Pow((2.0 * u[i] - 3.0 * w[i]) / (1e-2 + 1e-3 * Math.Abs(y[i])), 2);
-        // A sum of 7 positive float32 squares: relative rounding ~1e-6.
+        // A sum of 37 positive float32 squares: relative rounding ~1e-6.
         Numerics.AssertClose(rowBuffer.GetAsArray1D(), expected, 1e-5, 0, "scaled norm");
     }
 
-    [TestCase(1, 3f, 1f, 20f, TestName = "Prior PFGM (D = 1, clipped)")]
-    [TestCase(6, 2.5f, 0f, float.PositiveInfinity, TestName = "Prior PFGM++ (D = 6, unclipped)")]
-    public void PriorMatchesReference(int extraDims, float scale, float minRadius, float maxRadius)
+    [TestCase(1, 3f, 1f, 20f, 1, TestName = "Prior PFGM (D = 1, clipped)")]
+    [TestCase(6, 2.5f, 0f, float.PositiveInfinity, 1, TestName = "Prior PFGM++ (D = 6, unclipped)")]
+    [TestCase(40, 2.5f, 0f, float.PositiveInfinity, 32, TestName = "Prior PFGM++ (D = 40, warp per row)")]
+    public void PriorMatchesReference(int extraDims, float scale, float minRadius, float maxRadius, int lanes)
     {
-        const int batch = 64, dim = 5;
+        UseLanes(lanes);
+        // Emulated warp shuffles cost milliseconds each on the CPU accelerator: few rows for the warp shape.
+        int batch = lanes == 1 ? 64 : 6;
+        const int dim = 5;
         var device = TestDevice.Cpu;
         using var points = device.Accelerator.Allocate1D(Numerics.Poison(batch * dim));
         Prior.For(device).Sample(points.View, batch, dim, extraDims, scale, minRadius, maxRadius, seed: 77);

@@ -65,7 +65,7 @@ public sealed class SamplingPriorTests
     [Test]
     public void PfgmPriorMatchesTheProjectedHemisphere()
     {
-        // N = 3, z_max = 3 and the clip [1, 20] chosen so that both clips catch a measurable fraction (~6% and ~4%).
+        // N = 3, z_max = 3 and the clip [1, 20] chosen so that both clips catch a measurable fraction (1.4% and 19%).
         const int dim = 3;
         const float zMax = 3f, upper = 20f;
         var x = Draw(dim, view => Prior.For(TestDevice.Cpu).Pfgm(view, Samples, dim, zMax, upper, seed: 5));

@@ -87,6 +87,34 @@ public static class Philox
         return lane == 0 ? n0 : lane == 1 ? n1 : lane == 2 ? n2 : n3;
     }
 
+    /// <summary>
+    /// Normal number <paramref name="element"/> of the stream (purpose, sample, step): lane element % 4 of block
+    /// element / 4, so consecutive elements share one Philox evaluation.
+    /// </summary>
+    public static float Normal(ulong seed, uint purpose, uint sample, uint element, uint step) =>
+        Normal(Generate(seed, purpose, sample, element >> 2, step), (int)(element & 3u));
+
+    /// <summary>Float64 reference of <see cref="UniformClosedZero"/> (host only).</summary>
+    public static double UniformClosedZeroReference(uint bits) => (bits >> 8) / 16777216.0;
+
+    /// <summary>Float64 reference of <see cref="NormalPair"/> from the same two words (host only).</summary>
+    public static void NormalPairReference(uint bits1, uint bits2, out double normal0, out double normal1)
+    {
+        double radius = Math.Sqrt(-2.0 * Math.Log(((bits1 >> 8) + 1u) / 16777216.0));
+        double angle = 2.0 * Math.PI * UniformClosedZeroReference(bits2);
+        normal0 = radius * Math.Cos(angle);
+        normal1 = radius * Math.Sin(angle);
+    }
+
+    /// <summary>Float64 reference of <see cref="Normal(ulong, uint, uint, uint, uint)"/> (host only).</summary>
+    public static double NormalReference(ulong seed, uint purpose, int sample, int element, uint step)
+    {
+        var block = Generate(seed, purpose, (uint)sample, (uint)(element / 4), step);
+        int lane = element % 4;
+        NormalPairReference(lane < 2 ? block.X0 : block.X2, lane < 2 ? block.X1 : block.X3, out double n0, out double n1);
+        return lane % 2 == 0 ? n0 : n1;
+    }
+
     private static void Round(ref uint c0, ref uint c1, ref uint c2, ref uint c3, uint k0, uint k1)
     {
         ulong productA = (ulong)MultiplierA * c0;
