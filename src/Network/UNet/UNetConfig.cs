@@ -96,21 +96,7 @@ public sealed class UNetConfig
             shapes.Add(new($"{name}.bias", [output]));
         }
 
-        void Norm(string name, int channels)
-        {
-            shapes.Add(new($"{name}.gamma", [channels]));
-            shapes.Add(new($"{name}.beta", [channels]));
-        }
-
-        void Block(string name, int input, int output)
-        {
-            Norm($"{name}.norm0", input);
-            Conv($"{name}.conv0", input, output, 3);
-            Linear($"{name}.embed", embedding, output);
-            Norm($"{name}.norm1", output);
-            Conv($"{name}.conv1", output, output, 3);
-            if (input != output) Conv($"{name}.shortcut", input, output, 1);
-        }
+        void Block(string name, int input, int output) => shapes.AddRange(ResBlock.ParameterShapes($"{name}.", input, output, embedding));
 
         Linear("embed.dense0", nf, embedding);
         Linear("embed.dense1", embedding, embedding);
@@ -147,7 +133,8 @@ public sealed class UNetConfig
             if (level > 0) Conv($"up{level}.upsample", channels, channels, 3);
         }
 
-        Norm("norm_out", channels);
+        shapes.Add(new("norm_out.gamma", [channels]));
+        shapes.Add(new("norm_out.beta", [channels]));
         Conv("conv_out", channels, ImageChannels + 1, 3);
         return shapes;
     }
