@@ -21,10 +21,10 @@ public sealed class ResBlock : IDisposable
     private readonly float _dropout, _scale;
     private readonly ulong _seed;
     private readonly uint _layer;
-    private readonly List<MemoryBuffer1D<float, Stride1D.Dense>> _buffers = [];
+    private readonly DeviceArena _arena;
     private readonly ArrayView<float> _h0, _mean0, _rstd0, _h1, _h2, _mean1, _rstd1, _h3, _h4, _skip, _g4, _gSkip, _g3, _g0;
-    private readonly Dictionary<string, (long Offset, long Length)> _slots = [];
-    private ArrayView<float> _parameters, _gradients, _input;
+    private readonly ParameterSlots _slots;
+    private ArrayView<float> _input;
     private uint _step;
 
     /// <summary>Creates a block and allocates its activations for <paramref name="batch"/> images of size x size.</summary>
@@ -42,6 +42,7 @@ public sealed class ResBlock : IDisposable
         float dropout, bool skipRescale, ulong seed, uint layer)
     {
         _device = device;
+        _arena = new DeviceArena(device);
         InChannels = inChannels;
         OutChannels = outChannels;
         EmbeddingChannels = embeddingChannels;
@@ -69,14 +70,7 @@ public sealed class ResBlock : IDisposable
         _gSkip = Allocate(outLength);
         _g3 = Allocate(outLength);
         _g0 = Allocate(inLength);
-        long offset = 0;
-        foreach (var shape in ParameterShapes("", inChannels, outChannels, embeddingChannels))
-        {
-            _slots[shape.Name] = (offset, shape.Length);
-            offset += shape.Length;
-        }
-
-        ParameterCount = offset;
+        _slots = new ParameterSlots(ParameterShapes("", inChannels, outChannels, embeddingChannels), "res block");
     }
 
     /// <summary>Input channels.</summary>
@@ -89,7 +83,7 @@ public sealed class ResBlock : IDisposable
     public int EmbeddingChannels { get; }
 
     /// <summary>Number of parameters, including the Dense layer the caller applies.</summary>
-    public long ParameterCount { get; }
+    public long ParameterCount => _slots.Count;
 
     /// <summary>Elements of the input tensor.</summary>
     public long InputLength => _conv0.InputLength;
@@ -126,16 +120,7 @@ public sealed class ResBlock : IDisposable
     /// Points the block at its slice of the network's parameter and gradient buffers (each <see cref="ParameterCount"/>
     /// long, laid out as <see cref="ParameterShapes"/>). The embed slots belong to the caller's Dense layer.
     /// </summary>
-    public void Bind(ArrayView<float> parameters, ArrayView<float> gradients)
-    {
-        if (parameters.Length != ParameterCount || gradients.Length != ParameterCount)
-        {
-            throw new ArgumentException($"res block: parameter and gradient views need {ParameterCount} elements, got {parameters.Length} and {gradients.Length}");
-        }
-
-        _parameters = parameters;
-        _gradients = gradients;
-    }
+    public void Bind(ArrayView<float> parameters, ArrayView<float> gradients) => _slots.Bind(parameters, gradients);
 
     /// <summary>
     /// output = block(input, embeddingBias) with embeddingBias [batch, OutChannels] = Dense(silu(emb)). The input view
@@ -143,7 +128,7 @@ public sealed class ResBlock : IDisposable
     /// </summary>
     public void Forward(ArrayView<float> input, ArrayView<float> embeddingBias, ArrayView<float> output, uint step)
     {
-        RequireBound();
+        _slots.RequireBound();
         _input = input;
         _step = step;
         var norm = GroupNorm.For(_device);
@@ -170,7 +155,7 @@ public sealed class ResBlock : IDisposable
     /// </summary>
     public void Backward(ArrayView<float> dOutput, ArrayView<float> dInput, ArrayView<float> dEmbeddingBias)
     {
-        RequireBound();
+        _slots.RequireBound();
         var norm = GroupNorm.For(_device);
         var conv = Conv2d.For(_device);
         ResidualAdd.For(_device).Backward(dOutput, _gSkip, _g4, _scale);
@@ -202,7 +187,7 @@ public sealed class ResBlock : IDisposable
     public double[] ForwardReference(ReadOnlySpan<double> input, ReadOnlySpan<double> embeddingBias, ReadOnlySpan<double> parameters, uint step)
     {
         var p = parameters;
-        ReadOnlySpan<double> Slot(ReadOnlySpan<double> all, string name) => all.Slice((int)_slots[name].Offset, (int)_slots[name].Length);
+        ReadOnlySpan<double> Slot(ReadOnlySpan<double> all, string name) => _slots.Host(all, name);
         int spatial = _conv0.OutHeight * _conv0.OutWidth;
         var h0 = GroupNorm.ForwardReference(_norm0, input, Slot(p, "norm0.gamma"), Slot(p, "norm0.beta"), silu: true).Output;
         var h1 = Conv2d.ForwardReference(_conv0, h0, Slot(p, "conv0.weight"), Slot(p, "conv0.bias"));
@@ -215,25 +200,11 @@ public sealed class ResBlock : IDisposable
     }
 
     /// <inheritdoc />
-    public void Dispose()
-    {
-        foreach (var buffer in _buffers) buffer.Dispose();
-        _buffers.Clear();
-    }
+    public void Dispose() => _arena.Dispose();
 
-    private ArrayView<float> P(string name) => _parameters.SubView(_slots[name].Offset, _slots[name].Length);
+    private ArrayView<float> P(string name) => _slots.Value(name);
 
-    private ArrayView<float> G(string name) => _gradients.SubView(_slots[name].Offset, _slots[name].Length);
+    private ArrayView<float> G(string name) => _slots.Gradient(name);
 
-    private ArrayView<float> Allocate(long length)
-    {
-        var buffer = _device.Accelerator.Allocate1D<float>(length);
-        _buffers.Add(buffer);
-        return buffer.View;
-    }
-
-    private void RequireBound()
-    {
-        if (_parameters.Length == 0) throw new InvalidOperationException("res block: call Bind with the parameter and gradient views first");
-    }
+    private ArrayView<float> Allocate(long length) => _arena.Allocate(length);
 }

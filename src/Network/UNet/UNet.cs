@@ -17,15 +17,15 @@ namespace PoissonFlow.Network.UNet;
 public sealed class UNet : IDisposable
 {
     private readonly ComputeDevice _device;
-    private readonly List<MemoryBuffer1D<float, Stride1D.Dense>> _buffers = [];
-    private readonly Dictionary<string, (long Offset, long Length)> _slots = [];
+    private readonly DeviceArena _arena;
+    private readonly ParameterSlots _slots;
     private readonly List<Stage> _encoder = [], _middle = [], _decoder = [];
     private readonly List<ResBlock> _blocks = [];
     private readonly Conv2dShape _convIn, _convOut;
     private readonly GroupNormShape _normOut;
     private readonly Activation _stem, _normOutAct, _convOutAct;
     private readonly ArrayView<float> _normOutMean, _normOutRstd, _dEmbeddingPart;
-    private ArrayView<float> _parameters, _gradients, _images, _embedding;
+    private ArrayView<float> _images, _embedding;
 
     /// <summary>Builds the network for <paramref name="batch"/> images and allocates its activations.</summary>
     public UNet(ComputeDevice device, UNetConfig config, int batch, ulong seed)
@@ -33,16 +33,10 @@ public sealed class UNet : IDisposable
         config.Validate();
         if (batch <= 0) throw new ArgumentException($"unet: batch must be positive, got {batch}");
         _device = device;
+        _arena = new DeviceArena(device);
+        _slots = new ParameterSlots(config.ParameterShapes(), "unet");
         Config = config;
         Batch = batch;
-        long offset = 0;
-        foreach (var shape in config.ParameterShapes())
-        {
-            _slots[shape.Name] = (offset, shape.Length);
-            offset += shape.Length;
-        }
-
-        ParameterCount = offset;
         int nf = config.BaseChannels, size = config.ImageSize, levels = config.ChannelMultipliers.Count;
         _convIn = new Conv2dShape(batch, config.ImageChannels, size, size, nf, 3, 1);
         _stem = NewActivation(_convIn.OutputLength);
@@ -112,7 +106,7 @@ public sealed class UNet : IDisposable
     public int Batch { get; }
 
     /// <summary>Total parameters (the layout of <see cref="UNetConfig.ParameterShapes"/>).</summary>
-    public long ParameterCount { get; }
+    public long ParameterCount => _slots.Count;
 
     /// <summary>Values per sample of the prediction: C * H * W + 1.</summary>
     public int PredictionLength => Config.ImageChannels * Config.ImageSize * Config.ImageSize + 1;
@@ -120,19 +114,12 @@ public sealed class UNet : IDisposable
     private Activation Last { get; }
 
     /// <summary>The offset and length of a named parameter in the buffers passed to <see cref="Bind"/>.</summary>
-    public (long Offset, long Length) Slot(string name) =>
-        _slots.TryGetValue(name, out var slot) ? slot : throw new ArgumentException($"unet: no parameter named '{name}'");
+    public (long Offset, long Length) Slot(string name) => _slots.Slot(name);
 
     /// <summary>Points the network at its parameter and gradient buffers (each <see cref="ParameterCount"/> long).</summary>
     public void Bind(ArrayView<float> parameters, ArrayView<float> gradients)
     {
-        if (parameters.Length != ParameterCount || gradients.Length != ParameterCount)
-        {
-            throw new ArgumentException($"unet: parameter and gradient views need {ParameterCount} elements, got {parameters.Length} and {gradients.Length}");
-        }
-
-        _parameters = parameters;
-        _gradients = gradients;
+        _slots.Bind(parameters, gradients);
         foreach (var stage in _encoder.Concat(_middle).Concat(_decoder))
         {
             if (stage.Block is null) continue;
@@ -147,7 +134,7 @@ public sealed class UNet : IDisposable
     /// </summary>
     public void Forward(ArrayView<float> images, ArrayView<float> embedding, ArrayView<float> prediction, uint step)
     {
-        if (_parameters.Length == 0) throw new InvalidOperationException("unet: call Bind with the parameter and gradient views first");
+        _slots.RequireBound();
         Require(images, _convIn.InputLength, "images");
         Require(embedding, (long)Batch * Config.EmbeddingChannels, "embedding");
         Require(prediction, (long)Batch * PredictionLength, "prediction");
@@ -188,7 +175,7 @@ public sealed class UNet : IDisposable
     /// </summary>
     public double[] ForwardReference(double[] images, double[] embedding, double[] parameters, uint step)
     {
-        ReadOnlySpan<double> Param(string name) => parameters.AsSpan((int)_slots[name].Offset, (int)_slots[name].Length);
+        ReadOnlySpan<double> Param(string name) => _slots.Host(parameters, name);
         var values = new Dictionary<Activation, double[]> { [_stem] = Conv2d.ForwardReference(_convIn, images, Param("conv_in.weight"), Param("conv_in.bias")) };
         foreach (var stage in _encoder.Concat(_middle).Concat(_decoder))
         {
@@ -203,7 +190,7 @@ public sealed class UNet : IDisposable
 
                 var dense = DenseShape(block.OutChannels);
                 var bias = Conv2d.ForwardReference(dense, embedding, Param($"{stage.Name}.embed.weight"), Param($"{stage.Name}.embed.bias"));
-                var (blockOffset, _) = _slots[$"{stage.Name}.norm0.gamma"];
+                var (blockOffset, _) = Slot($"{stage.Name}.norm0.gamma");
                 values[stage.Output] = block.ForwardReference(input, bias, parameters.AsSpan((int)blockOffset, (int)block.ParameterCount), step);
                 continue;
             }
@@ -225,9 +212,8 @@ public sealed class UNet : IDisposable
     public void Dispose()
     {
         foreach (var block in _blocks) block.Dispose();
-        foreach (var buffer in _buffers) buffer.Dispose();
         _blocks.Clear();
-        _buffers.Clear();
+        _arena.Dispose();
     }
 
     private void ForwardStage(Stage stage, uint step)
@@ -331,16 +317,11 @@ public sealed class UNet : IDisposable
 
     private Activation NewActivation(long length) => new() { Value = Allocate(length), Gradient = Allocate(length) };
 
-    private ArrayView<float> P(string name) => _parameters.SubView(_slots[name].Offset, _slots[name].Length);
+    private ArrayView<float> P(string name) => _slots.Value(name);
 
-    private ArrayView<float> G(string name) => _gradients.SubView(_slots[name].Offset, _slots[name].Length);
+    private ArrayView<float> G(string name) => _slots.Gradient(name);
 
-    private ArrayView<float> Allocate(long length)
-    {
-        var buffer = _device.Accelerator.Allocate1D<float>(length);
-        _buffers.Add(buffer);
-        return buffer.View;
-    }
+    private ArrayView<float> Allocate(long length) => _arena.Allocate(length);
 
     private static void Require(ArrayView<float> view, long needed, string what)
     {
