@@ -58,30 +58,9 @@ public sealed class UNetTests
         // wrong index, missing accumulation or skipped skip-gradient gives O(1) errors.
         Numerics.AssertClose(dEmbeddingBuffer.GetAsArray1D(), FiniteDifference.Gradient(e => Loss(e, wideParameters), wideEmbedding), 2e-3, 2e-3, "dEmbedding");
 
-        var gradients = gradientBuffer.GetAsArray1D();
-        var probe = (double[])wideParameters.Clone();
-        var checkedIndices = config.ParameterShapes()
-            .Select(shape => net.Slot(shape.Name))
-            .Select(slot => (int)(slot.Offset + rng.NextInt64(slot.Length)))
-            .Concat(Enumerable.Range(0, 40).Select(_ => rng.Next((int)net.ParameterCount)))
-            .Distinct()
-            .ToArray();
-        var actual = new float[checkedIndices.Length];
-        var expected = new double[checkedIndices.Length];
-        const double h = 1e-5;
-        for (int j = 0; j < checkedIndices.Length; j++)
-        {
-            int i = checkedIndices[j];
-            probe[i] = wideParameters[i] + h;
-            double plus = Loss(wideEmbedding, probe);
-            probe[i] = wideParameters[i] - h;
-            double minus = Loss(wideEmbedding, probe);
-            probe[i] = wideParameters[i];
-            expected[j] = (plus - minus) / (2 * h);
-            actual[j] = gradients[i];
-        }
-
-        Numerics.AssertClose(actual, expected, 2e-3, 2e-3, "parameter gradients (one element of every tensor + 40 random)");
+        var (actual, expected) = ParameterProbe.Sample(ParameterProbe.Slots(config.ParameterShapes()), extra: 10, rng,
+            gradientBuffer.GetAsArray1D(), wideParameters, p => Loss(wideEmbedding, p));
+        Numerics.AssertClose(actual, expected, 2e-3, 2e-3, "parameter gradients (one element of every tensor + 10 random)");
     }
 
     [Test]
