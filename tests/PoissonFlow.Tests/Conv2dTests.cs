@@ -29,10 +29,30 @@ public sealed class Conv2dTests
     private static double Atol(Conv2dShape s) => 1e-6 * Math.Max(s.InChannels * s.KernelSize * s.KernelSize, s.Batch * s.OutHeight * s.OutWidth);
 
     [TestCaseSource(nameof(Cases))]
-    public void ForwardMatchesFloat64Reference(int kernel, int stride, Conv2dVariant variant)
+    public void ForwardMatchesFloat64Reference(int kernel, int stride, Conv2dVariant variant) =>
+        CheckForward(Shape(kernel, stride), variant, new Random(10 * kernel + stride));
+
+    [TestCaseSource(nameof(Cases))]
+    public void BackwardMatchesFloat64ReferenceAndAccumulatesParameterGradients(int kernel, int stride, Conv2dVariant variant) =>
+        CheckBackward(Shape(kernel, stride), variant, new Random(100 + 10 * kernel + stride));
+
+    /// <summary>
+    /// A shape spanning several tiles of the tiled kernel: forward and input-gradient columns N*H*W = 144 (three 64-wide
+    /// tiles, the last partial), weight-gradient columns Cin*9 = 72 (two tiles: the bias must still be summed once) and
+    /// depth N*H*W = 144 (nine 16-deep slices).
+    /// </summary>
+    [TestCase(Conv2dVariant.Tiled)]
+    [TestCase(Conv2dVariant.Coarse)]
+    public void SeveralTilesMatchFloat64Reference(Conv2dVariant variant)
     {
-        var shape = Shape(kernel, stride);
-        var rng = new Random(10 * kernel + stride);
+        var shape = new Conv2dShape(batch: 2, inChannels: 8, height: 9, width: 8, outChannels: 5, kernelSize: 3, stride: 1);
+        CheckForward(shape, variant, new Random(300));
+        CheckBackward(shape, variant, new Random(301));
+    }
+
+    private static void CheckForward(Conv2dShape shape, Conv2dVariant variant, Random rng)
+    {
+        int kernel = shape.KernelSize, stride = shape.Stride;
         var x = Numerics.Uniform(rng, (int)shape.InputLength);
         var w = Numerics.Uniform(rng, (int)shape.WeightLength);
         var b = Numerics.Uniform(rng, shape.OutChannels);
@@ -48,11 +68,9 @@ public sealed class Conv2dTests
         Numerics.AssertClose(yBuffer.GetAsArray1D(), expected, rtol: 1e-5, atol: Atol(shape), $"conv{kernel}x{kernel}/s{stride} {variant} forward");
     }
 
-    [TestCaseSource(nameof(Cases))]
-    public void BackwardMatchesFloat64ReferenceAndAccumulatesParameterGradients(int kernel, int stride, Conv2dVariant variant)
+    private static void CheckBackward(Conv2dShape shape, Conv2dVariant variant, Random rng)
     {
-        var shape = Shape(kernel, stride);
-        var rng = new Random(100 + 10 * kernel + stride);
+        int kernel = shape.KernelSize, stride = shape.Stride;
         var x = Numerics.Uniform(rng, (int)shape.InputLength);
         var w = Numerics.Uniform(rng, (int)shape.WeightLength);
         var dy = Numerics.Uniform(rng, (int)shape.OutputLength);
