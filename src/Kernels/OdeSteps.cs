@@ -260,7 +260,9 @@ public sealed class OdeSteps
     internal (KernelConfig Config, RowShape Shape) RowLaunch(int batch, int dim)
     {
         int lanes = LanesPerRowOverride ?? (_device.IsCuda && dim >= 64 ? 32 : 1);
-        return (_device.GridStride((long)batch * lanes), new RowShape { Batch = batch, Dim = dim, LanesPerRow = lanes });
+        // A warp per row needs whole warps per group; the CPU's grid-stride shape has single-thread groups.
+        var config = lanes > 1 && !_device.IsCuda ? new KernelConfig(_device.Accelerator.NumMultiprocessors, lanes) : _device.GridStride((long)batch * lanes);
+        return (config, new RowShape { Batch = batch, Dim = dim, LanesPerRow = lanes });
     }
 
     private static void CheckStageViews(ArrayView<float> field, ArrayView<float> stages, int outSlot, StageCombination c, int batch, int dim)

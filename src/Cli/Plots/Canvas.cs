@@ -170,7 +170,7 @@ internal sealed class Canvas
                 }
             }
         });
-        AtomicFile.Write(path, stream => image.SaveAsPng(stream));
+        PoissonFlow.IO.AtomicFile.Write(path, stream => image.SaveAsPng(stream));
     }
 
     private bool InView(int col, int row) => col >= _viewLeft && col < _viewRight && row >= _viewTop && row < _viewBottom;

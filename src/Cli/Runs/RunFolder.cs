@@ -15,7 +15,7 @@ namespace PoissonFlow.Cli.Runs;
 /// <item><c>metrics.json</c>: the evaluation (sliced Wasserstein distance, its floor, timings).</item>
 /// <item><c>samples.png</c>, <c>trajectories.png</c>: the drawings.</item>
 /// </list>
-/// Every file is written atomically (<see cref="AtomicFile"/>).
+/// Every file is written atomically (<see cref="PoissonFlow.IO.AtomicFile"/>).
 /// </summary>
 internal sealed class RunFolder
 {
@@ -62,8 +62,11 @@ internal sealed class RunFolder
     }
 
     /// <summary>Serialises <paramref name="value"/> to JSON and writes it atomically.</summary>
-    public static void WriteJson<T>(string path, T value) =>
-        AtomicFile.WriteText(path, JsonSerializer.Serialize(value, Json) + "\n");
+    public static void WriteJson<T>(string path, T value)
+    {
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(JsonSerializer.Serialize(value, Json) + "\n");
+        PoissonFlow.IO.AtomicFile.Write(path, stream => stream.Write(bytes));
+    }
 
     /// <summary>Reads a JSON file written by <see cref="WriteJson{T}"/>.</summary>
     /// <exception cref="InvalidDataException">The file is not valid JSON of the expected shape.</exception>

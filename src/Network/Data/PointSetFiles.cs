@@ -45,7 +45,7 @@ public static class PointSetFiles
         {
             array = Npy.Read(path);
         }
-        catch (Exception e) when (e is NpyFormatException or IOException or UnauthorizedAccessException or NotImplementedException)
+        catch (Exception e) when (e is NpyFormatException or IOException or UnauthorizedAccessException)
         {
             throw new DatasetException($"{path}: cannot read as .npy: {e.Message}", e);
         }

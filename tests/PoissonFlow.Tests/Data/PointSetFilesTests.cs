@@ -1,4 +1,5 @@
 using PoissonFlow.Data;
+using PoissonFlow.IO;
 
 namespace PoissonFlow.Tests.Data;
 
@@ -78,5 +79,32 @@ public sealed class PointSetFilesTests
         Assert.That(PointSetFiles.Resolve(WriteFile("c.csv", "1,2\n"), 100, 1).Count, Is.EqualTo(1));
         Assert.That(() => PointSetFiles.Resolve("spiral", 100, 1),
             Throws.TypeOf<DatasetException>().With.Message.Contains("unknown data set 'spiral'"));
+    }
+
+    [Test]
+    public void Npy_float32_and_float64_matrices_load()
+    {
+        string path = Path.Combine(_folder, "a.npy");
+        Npy.Write(path, new[] { 1f, 2f, 3f, 4f, 5f, 6f }, 2, 3);
+        var set = PointSetFiles.Load(path);
+        Assert.That((set.Count, set.Dim), Is.EqualTo((2, 3)));
+        Assert.That(set.Data, Is.EqualTo(new[] { 1f, 2f, 3f, 4f, 5f, 6f }));
+    }
+
+    [Test]
+    public void Npy_with_nan_one_column_wrong_rank_or_garbage_is_an_error_naming_the_file()
+    {
+        string nan = Path.Combine(_folder, "nan.npy");
+        Npy.Write(nan, new[] { 1f, 2f, float.NaN, 4f }, 2, 2);
+        Assert.That(() => PointSetFiles.Load(nan), Throws.TypeOf<DatasetException>().With.Message.Contains(nan).And.Message.Contains("row 2, column 1"));
+        string one = Path.Combine(_folder, "one.npy");
+        Npy.Write(one, new[] { 1f, 2f, 3f }, 3, 1);
+        Assert.That(() => PointSetFiles.Load(one), Throws.TypeOf<DatasetException>().With.Message.Contains("at least 2 coordinates"));
+        string flat = Path.Combine(_folder, "flat.npy");
+        Npy.Write(flat, new[] { 1f, 2f, 3f }, 3);
+        Assert.That(() => PointSetFiles.Load(flat), Throws.TypeOf<DatasetException>().With.Message.Contains("expected a 2-D array"));
+        string garbage = Path.Combine(_folder, "garbage.npy");
+        File.WriteAllText(garbage, "x,y\n1,2\n");
+        Assert.That(() => PointSetFiles.Load(garbage), Throws.TypeOf<DatasetException>().With.Message.Contains(garbage).And.Message.Contains("cannot read as .npy"));
     }
 }

@@ -1,11 +1,11 @@
 using PoissonFlow.Cli.Plots;
 using PoissonFlow.Cli.Runs;
 using PoissonFlow.Data;
+using PoissonFlow.IO;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
-using PoissonFlow.IO;
 
-namespace PoissonFlow.Tests.Cli;
+namespace PoissonFlow.Tests.Plots;
 
 public sealed class PlotTests
 {
