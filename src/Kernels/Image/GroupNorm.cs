@@ -152,7 +152,7 @@ public sealed class GroupNorm
             {
                 int c = firstChannel + i / s.Spatial;
                 double y = (x[i] - mu) * r * gamma[c] + beta[c];
-                output[row * length + i] = silu ? y / (1 + Math.Exp(-y)) : y;
+                output[row * length + i] = silu ? Silu.Reference(y) : y;
             }
         }
 
@@ -180,8 +180,7 @@ public sealed class GroupNorm
                 int index = row * length + i;
                 xhat[i] = (input[index] - mean[row]) * rstd[row];
                 double y = xhat[i] * gamma[c] + beta[c];
-                double sigmoid = 1 / (1 + Math.Exp(-y));
-                double dy = silu ? dOutput[index] * sigmoid * (1 + y * (1 - sigmoid)) : dOutput[index];
+                double dy = silu ? dOutput[index] * Silu.DerivativeReference(y) : dOutput[index];
                 dGamma[c] += dy * xhat[i];
                 dBeta[c] += dy;
                 dxhat[i] = dy * gamma[c];
@@ -204,14 +203,11 @@ public sealed class GroupNorm
 
     /// <summary>
     /// The gradient with respect to the affine output y = xhat * gamma + beta: dOutput itself, or dOutput * silu'(y) when
-    /// SiLU is fused, with silu'(y) = s (1 + y (1 - s)), s = sigmoid(y) (finite for every finite y; y is recomputed, not stored).
+    /// SiLU is fused (y is recomputed, not stored).
     /// </summary>
     private static float NormalizedGradient(float dOutput, float xhat, float gamma, float beta, int silu)
     {
-        if (silu == 0) return dOutput;
-        float y = xhat * gamma + beta;
-        float s = 1f / (1f + XMath.Exp(-y));
-        return dOutput * s * (1f + y * (1f - s));
+        return silu == 0 ? dOutput : dOutput * Silu.Derivative(xhat * gamma + beta);
     }
 
     /// <summary>One group per (sample, group) row: mean, centred variance, then the normalised (and SiLU'd) output.</summary>
@@ -246,7 +242,7 @@ public sealed class GroupNorm
             {
                 int c = firstChannel + i / s.Spatial;
                 float y = (input[start + i] - mu) * r * gamma[c] + beta[c];
-                output[start + i] = silu != 0 ? y / (1f + XMath.Exp(-y)) : y;
+                output[start + i] = silu != 0 ? Silu.Value(y) : y;
             }
         }
     }

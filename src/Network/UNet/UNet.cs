@@ -10,7 +10,7 @@ namespace PoissonFlow.Network.UNet;
 /// The compact PFGM U-Net of a <see cref="UNetConfig"/> on the device, forward and backward, from the images and the
 /// embedding activations silu(emb) [batch, 4 nf] to the (N + 1)-vector field prediction per sample. The embedding MLP
 /// itself (sinusoidal features of z, Linear, SiLU, Linear: the <c>embed.dense0/1</c> slots of the parameter layout) is
-/// the caller's; each residual block's Dense(silu(emb)) runs here as a 1x1 convolution over 1x1 images (the same GEMM).
+/// the caller's; each residual block's Dense(silu(emb)) runs here through <see cref="Linear"/>.
 /// Activations and their gradients are allocated once for the batch size; parameter gradients accumulate (+=).
 /// Attention is not part of this network.
 /// </summary>
@@ -23,7 +23,7 @@ public sealed class UNet : IDisposable
     private readonly List<ResBlock> _blocks = [];
     private readonly Conv2dShape _convIn, _convOut;
     private readonly GroupNormShape _normOut;
-    private readonly Activation _stem, _normOutAct, _convOutAct;
+    private readonly Tensor _stem, _normOutAct, _convOutAct;
     private readonly ArrayView<float> _normOutMean, _normOutRstd, _dEmbeddingPart;
     private ArrayView<float> _images, _embedding;
 
@@ -39,8 +39,8 @@ public sealed class UNet : IDisposable
         Batch = batch;
         int nf = config.BaseChannels, size = config.ImageSize, levels = config.ChannelMultipliers.Count;
         _convIn = new Conv2dShape(batch, config.ImageChannels, size, size, nf, 3, 1);
-        _stem = NewActivation(_convIn.OutputLength);
-        var skips = new Stack<Activation>();
+        _stem = NewTensor(_convIn.OutputLength);
+        var skips = new Stack<Tensor>();
         skips.Push(_stem);
         var current = _stem;
         int channels = nf;
@@ -57,7 +57,7 @@ public sealed class UNet : IDisposable
             if (level < levels - 1)
             {
                 var shape = new Conv2dShape(batch, channels, size, size, channels, 3, 2);
-                var output = NewActivation(shape.OutputLength);
+                var output = NewTensor(shape.OutputLength);
                 _encoder.Add(new Stage { Name = $"down{level}.downsample", Input = current, Output = output, Conv = shape });
                 current = output;
                 size /= 2;
@@ -80,9 +80,9 @@ public sealed class UNet : IDisposable
 
             if (level > 0)
             {
-                var upsampled = NewActivation(4 * current.Value.Length);
+                var upsampled = NewTensor(4 * current.Value.Length);
                 var shape = new Conv2dShape(batch, channels, 2 * size, 2 * size, channels, 3, 1);
-                var output = NewActivation(shape.OutputLength);
+                var output = NewTensor(shape.OutputLength);
                 _decoder.Add(new Stage { Name = $"up{level}.upsample", Input = current, Output = output, Conv = shape, Upsampled = upsampled });
                 current = output;
                 size *= 2;
@@ -90,11 +90,11 @@ public sealed class UNet : IDisposable
         }
 
         _normOut = new GroupNormShape(batch, channels, size * size, GroupNorm.DefaultGroups(channels));
-        _normOutAct = NewActivation(_normOut.Length);
+        _normOutAct = NewTensor(_normOut.Length);
         _normOutMean = Allocate(_normOut.Rows);
         _normOutRstd = Allocate(_normOut.Rows);
         _convOut = new Conv2dShape(batch, channels, size, size, config.ImageChannels + 1, 3, 1);
-        _convOutAct = NewActivation(_convOut.OutputLength);
+        _convOutAct = NewTensor(_convOut.OutputLength);
         _dEmbeddingPart = Allocate((long)batch * config.EmbeddingChannels);
         Last = current;
     }
@@ -111,7 +111,7 @@ public sealed class UNet : IDisposable
     /// <summary>Values per sample of the prediction: C * H * W + 1.</summary>
     public int PredictionLength => Config.ImageChannels * Config.ImageSize * Config.ImageSize + 1;
 
-    private Activation Last { get; }
+    private Tensor Last { get; }
 
     /// <summary>The offset and length of a named parameter in the buffers passed to <see cref="Bind"/>.</summary>
     public (long Offset, long Length) Slot(string name) => _slots.Slot(name);
@@ -176,7 +176,7 @@ public sealed class UNet : IDisposable
     public double[] ForwardReference(double[] images, double[] embedding, double[] parameters, uint step)
     {
         ReadOnlySpan<double> Param(string name) => _slots.Host(parameters, name);
-        var values = new Dictionary<Activation, double[]> { [_stem] = Conv2d.ForwardReference(_convIn, images, Param("conv_in.weight"), Param("conv_in.bias")) };
+        var values = new Dictionary<Tensor, double[]> { [_stem] = Conv2d.ForwardReference(_convIn, images, Param("conv_in.weight"), Param("conv_in.bias")) };
         foreach (var stage in _encoder.Concat(_middle).Concat(_decoder))
         {
             var input = values[stage.Input];
@@ -188,8 +188,8 @@ public sealed class UNet : IDisposable
                     input = ChannelConcat.ForwardReference(input, values[skip], Batch, stage.Channels, stage.SkipChannels, spatial);
                 }
 
-                var dense = DenseShape(block.OutChannels);
-                var bias = Conv2d.ForwardReference(dense, embedding, Param($"{stage.Name}.embed.weight"), Param($"{stage.Name}.embed.bias"));
+                var bias = Linear.ForwardReference(embedding, Param($"{stage.Name}.embed.weight"), Param($"{stage.Name}.embed.bias"),
+                    Batch, Config.EmbeddingChannels, block.OutChannels, Activation.None, out _);
                 var (blockOffset, _) = Slot($"{stage.Name}.norm0.gamma");
                 values[stage.Output] = block.ForwardReference(input, bias, parameters.AsSpan((int)blockOffset, (int)block.ParameterCount), step);
                 continue;
@@ -228,8 +228,8 @@ public sealed class UNet : IDisposable
                 input = stage.Concat;
             }
 
-            var dense = DenseShape(block.OutChannels);
-            conv.Forward(dense, _embedding, P($"{stage.Name}.embed.weight"), P($"{stage.Name}.embed.bias"), stage.EmbeddingBias);
+            Linear.For(_device).Forward(_embedding, P($"{stage.Name}.embed.weight"), P($"{stage.Name}.embed.bias"), stage.EmbeddingBias,
+                default, Batch, Config.EmbeddingChannels, block.OutChannels, Activation.None);
             block.Forward(input, stage.EmbeddingBias, stage.Output.Value, step);
             return;
         }
@@ -256,9 +256,11 @@ public sealed class UNet : IDisposable
         {
             var dInput = stage.Skip is null ? stage.Input.Gradient : stage.ConcatGradient;
             block.Backward(stage.Output.Gradient, dInput, stage.EmbeddingBiasGradient);
-            var dense = DenseShape(block.OutChannels);
-            conv.BackwardWeights(dense, _embedding, stage.EmbeddingBiasGradient, G($"{stage.Name}.embed.weight"), G($"{stage.Name}.embed.bias"));
-            conv.BackwardInput(dense, stage.EmbeddingBiasGradient, P($"{stage.Name}.embed.weight"), _dEmbeddingPart);
+            var linear = Linear.For(_device);
+            linear.BackwardWeights(_embedding, stage.EmbeddingBiasGradient, G($"{stage.Name}.embed.weight"), G($"{stage.Name}.embed.bias"),
+                Batch, Config.EmbeddingChannels, block.OutChannels);
+            linear.BackwardInput(stage.EmbeddingBiasGradient, P($"{stage.Name}.embed.weight"), _dEmbeddingPart, default,
+                Batch, Config.EmbeddingChannels, block.OutChannels, Activation.None);
             Elementwise.For(_device).Axpy(_dEmbeddingPart, dEmbedding, 1f);
             if (stage.Skip is { } skip)
             {
@@ -278,17 +280,17 @@ public sealed class UNet : IDisposable
         }
     }
 
-    private void AddSkipGradient(Activation activation)
+    private void AddSkipGradient(Tensor activation)
     {
         if (activation.SkipGradient.Length > 0) Elementwise.For(_device).Axpy(activation.SkipGradient, activation.Gradient, 1f);
     }
 
-    private Activation AddBlock(List<Stage> stages, string name, Activation input, Activation? skip, int channels, int outChannels, int size, ulong seed, int skipChannels = 0)
+    private Tensor AddBlock(List<Stage> stages, string name, Tensor input, Tensor? skip, int channels, int outChannels, int size, ulong seed, int skipChannels = 0)
     {
         var block = new ResBlock(_device, Batch, channels + skipChannels, outChannels, size, Config.EmbeddingChannels,
             Config.Dropout, Config.SkipRescale, seed, (uint)_blocks.Count);
         _blocks.Add(block);
-        var output = NewActivation(block.OutputLength);
+        var output = NewTensor(block.OutputLength);
         var stage = new Stage
         {
             Name = name,
@@ -313,9 +315,7 @@ public sealed class UNet : IDisposable
         return output;
     }
 
-    private Conv2dShape DenseShape(int outChannels) => new(Batch, Config.EmbeddingChannels, 1, 1, outChannels, 1, 1);
-
-    private Activation NewActivation(long length) => new() { Value = Allocate(length), Gradient = Allocate(length) };
+    private Tensor NewTensor(long length) => new() { Value = Allocate(length), Gradient = Allocate(length) };
 
     private ArrayView<float> P(string name) => _slots.Value(name);
 
@@ -329,7 +329,7 @@ public sealed class UNet : IDisposable
     }
 
     /// <summary>A tensor of the forward pass with its gradient, and the gradient a decoder concat sends it (if any).</summary>
-    private sealed class Activation
+    private sealed class Tensor
     {
         public ArrayView<float> Value { get; init; }
 
@@ -343,15 +343,15 @@ public sealed class UNet : IDisposable
     {
         public required string Name { get; init; }
 
-        public required Activation Input { get; init; }
+        public required Tensor Input { get; init; }
 
-        public required Activation Output { get; init; }
+        public required Tensor Output { get; init; }
 
         public ResBlock? Block { get; init; }
 
         public Conv2dShape Conv { get; init; }
 
-        public Activation? Upsampled { get; init; }
+        public Tensor? Upsampled { get; init; }
 
         public int Channels { get; init; }
 
@@ -361,7 +361,7 @@ public sealed class UNet : IDisposable
 
         public ArrayView<float> EmbeddingBiasGradient { get; init; }
 
-        public Activation? Skip { get; set; }
+        public Tensor? Skip { get; set; }
 
         public int SkipChannels { get; set; }
 
