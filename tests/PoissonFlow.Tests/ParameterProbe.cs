@@ -10,7 +10,7 @@ namespace PoissonFlow.Tests;
 public static class ParameterProbe
 {
     /// <summary>
-    /// Returns the device gradients and the central differences (h = 1e-5) of <paramref name="loss"/> at the sampled
+    /// Returns the device gradients and the central differences (see <see cref="FiniteDifference"/>) of <paramref name="loss"/> at the sampled
     /// indices of <paramref name="parameters"/>.
     /// </summary>
     public static (float[] Actual, double[] Expected) Sample(IEnumerable<(long Offset, long Length)> slots, int extra, Random rng,
@@ -20,22 +20,8 @@ public static class ParameterProbe
             .Concat(Enumerable.Range(0, extra).Select(_ => rng.Next(parameters.Length)))
             .Distinct()
             .ToArray();
-        var probe = (double[])parameters.Clone();
-        var actual = new float[indices.Length];
-        var expected = new double[indices.Length];
-        const double h = 1e-5;
-        for (int j = 0; j < indices.Length; j++)
-        {
-            int i = indices[j];
-            probe[i] = parameters[i] + h;
-            double plus = loss(probe);
-            probe[i] = parameters[i] - h;
-            double minus = loss(probe);
-            probe[i] = parameters[i];
-            expected[j] = (plus - minus) / (2 * h);
-            actual[j] = gradients[i];
-        }
-
+        var expected = FiniteDifference.Gradient(loss, parameters, indices);
+        var actual = indices.Select(i => gradients[i]).ToArray();
         return (actual, expected);
     }
 
