@@ -7,18 +7,23 @@ public static class FiniteDifference
     /// d f / d x_i for every i by (f(x + h e_i) - f(x - h e_i)) / 2h. In float64 with h = 1e-5 the truncation error is
     /// O(h^2 |f'''|) ~ 1e-10 and the rounding error ~ 1e-16 |f| / h ~ 1e-11: far below the float32 kernel's own error.
     /// </summary>
-    public static double[] Gradient(Func<double[], double> f, double[] x, double h = 1e-5)
+    public static double[] Gradient(Func<double[], double> f, double[] x, double h = 1e-5) =>
+        Gradient(f, x, Enumerable.Range(0, x.Length).ToArray(), h);
+
+    /// <summary>The same central differences at the given <paramref name="indices"/> only (one value per index).</summary>
+    public static double[] Gradient(Func<double[], double> f, double[] x, int[] indices, double h = 1e-5)
     {
-        var gradient = new double[x.Length];
+        var gradient = new double[indices.Length];
         var probe = (double[])x.Clone();
-        for (int i = 0; i < x.Length; i++)
+        for (int j = 0; j < indices.Length; j++)
         {
+            int i = indices[j];
             probe[i] = x[i] + h;
             double plus = f(probe);
             probe[i] = x[i] - h;
             double minus = f(probe);
             probe[i] = x[i];
-            gradient[i] = (plus - minus) / (2 * h);
+            gradient[j] = (plus - minus) / (2 * h);
         }
 
         return gradient;

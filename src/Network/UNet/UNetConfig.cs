@@ -1,0 +1,144 @@
+namespace PoissonFlow.Network.UNet;
+
+/// <summary>One named parameter tensor of a network, in the order its values sit in the parameter buffer.</summary>
+/// <param name="Name">Dotted path, e.g. <c>down1.block0.conv0.weight</c>.</param>
+/// <param name="Shape">Dimensions (PyTorch conventions: conv [out, in, k, k], linear [out, in]).</param>
+public sealed record ParameterShape(string Name, int[] Shape)
+{
+    /// <summary>Number of values.</summary>
+    public long Length => Shape.Aggregate(1L, (product, dim) => product * dim);
+}
+
+/// <summary>
+/// Configuration of the compact DDPM-style U-Net for PFGM (anchors.md section 3): sinusoidal embedding of z through
+/// Linear(nf, 4nf), SiLU, Linear(4nf, 4nf); a 3x3 input conv; per level, <see cref="ResBlocksPerLevel"/> residual blocks
+/// (GroupNorm, SiLU, conv3x3, + Dense(silu(emb)) per channel, GroupNorm, SiLU, dropout, conv3x3, 1x1 shortcut when the
+/// channel count changes) and a stride-2 3x3 downsampling conv between levels; two middle blocks; a decoder with one more
+/// block per level, each reading the concatenated skip, and nearest-2x upsampling + conv3x3 between levels; then
+/// GroupNorm, SiLU and a 3x3 conv to C + 1 channels (the last one spatially averaged into the z-field).
+/// Attention is left out of this network (the tiny preset has none); GroupNorm groups are min(C/4, 32).
+/// </summary>
+public sealed class UNetConfig
+{
+    /// <summary>Image channels C (1 for MNIST, 3 for CIFAR-10).</summary>
+    public required int ImageChannels { get; init; }
+
+    /// <summary>Image height and width (square images).</summary>
+    public required int ImageSize { get; init; }
+
+    /// <summary>Base channel count nf.</summary>
+    public required int BaseChannels { get; init; }
+
+    /// <summary>Channel multiplier per resolution level, e.g. (1, 2, 2): level i has nf * multiplier[i] channels.</summary>
+    public required IReadOnlyList<int> ChannelMultipliers { get; init; }
+
+    /// <summary>Residual blocks per level in the encoder (the decoder has one more per level).</summary>
+    public required int ResBlocksPerLevel { get; init; }
+
+    /// <summary>Dropout rate inside the residual blocks.</summary>
+    public float Dropout { get; init; } = 0.1f;
+
+    /// <summary>Divide each residual sum by sqrt(2) (NCSN++ skip_rescale); DDPM does not.</summary>
+    public bool SkipRescale { get; init; }
+
+    /// <summary>Width of the embedding MLP: 4 nf.</summary>
+    public int EmbeddingChannels => 4 * BaseChannels;
+
+    /// <summary>
+    /// The "tiny" preset of anchors.md section 3 (config A): nf 32, multipliers (1, 2, 2) for 28, 14, 7 pixels, one block
+    /// per level, no attention; 1,046,018 parameters for 28x28x1.
+    /// </summary>
+    public static UNetConfig Tiny(int imageChannels = 1, int imageSize = 28) => new()
+    {
+        ImageChannels = imageChannels,
+        ImageSize = imageSize,
+        BaseChannels = 32,
+        ChannelMultipliers = [1, 2, 2],
+        ResBlocksPerLevel = 1,
+    };
+
+    /// <summary>Checks that the configuration describes a buildable network.</summary>
+    /// <exception cref="ArgumentException">A field is out of range; the message names it.</exception>
+    public void Validate()
+    {
+        if (ImageChannels <= 0) throw new ArgumentException($"unet: image channels must be positive, got {ImageChannels}");
+        if (BaseChannels <= 0 || BaseChannels % 4 != 0) throw new ArgumentException($"unet: base channels must be a positive multiple of 4, got {BaseChannels}");
+        if (ChannelMultipliers.Count == 0 || ChannelMultipliers.Any(m => m <= 0))
+        {
+            throw new ArgumentException($"unet: channel multipliers must be positive and at least one, got ({string.Join(", ", ChannelMultipliers)})");
+        }
+
+        if (ResBlocksPerLevel <= 0) throw new ArgumentException($"unet: res blocks per level must be positive, got {ResBlocksPerLevel}");
+        if (!(Dropout >= 0f && Dropout < 1f)) throw new ArgumentException($"unet: dropout must be in [0, 1), got {Dropout}");
+        int factor = 1 << (ChannelMultipliers.Count - 1);
+        if (ImageSize <= 0 || ImageSize % factor != 0)
+        {
+            throw new ArgumentException(
+                $"unet: image size {ImageSize} must be a positive multiple of {factor} so that {ChannelMultipliers.Count} levels halve it exactly");
+        }
+    }
+
+    /// <summary>Every parameter tensor in buffer order (what a parameter store carves its named views from).</summary>
+    public IReadOnlyList<ParameterShape> ParameterShapes()
+    {
+        Validate();
+        var shapes = new List<ParameterShape>();
+        int nf = BaseChannels, embedding = EmbeddingChannels;
+        void Linear(string name, int input, int output)
+        {
+            shapes.Add(new($"{name}.weight", [output, input]));
+            shapes.Add(new($"{name}.bias", [output]));
+        }
+
+        void Conv(string name, int input, int output, int kernel)
+        {
+            shapes.Add(new($"{name}.weight", [output, input, kernel, kernel]));
+            shapes.Add(new($"{name}.bias", [output]));
+        }
+
+        void Block(string name, int input, int output) => shapes.AddRange(ResBlock.ParameterShapes($"{name}.", input, output, embedding));
+
+        Linear("embed.dense0", nf, embedding);
+        Linear("embed.dense1", embedding, embedding);
+        Conv("conv_in", ImageChannels, nf, 3);
+        var skips = new Stack<int>();
+        skips.Push(nf);
+        int channels = nf, levels = ChannelMultipliers.Count;
+        for (int level = 0; level < levels; level++)
+        {
+            for (int b = 0; b < ResBlocksPerLevel; b++)
+            {
+                Block($"down{level}.block{b}", channels, nf * ChannelMultipliers[level]);
+                channels = nf * ChannelMultipliers[level];
+                skips.Push(channels);
+            }
+
+            if (level < levels - 1)
+            {
+                Conv($"down{level}.downsample", channels, channels, 3);
+                skips.Push(channels);
+            }
+        }
+
+        Block("mid.block0", channels, channels);
+        Block("mid.block1", channels, channels);
+        for (int level = levels - 1; level >= 0; level--)
+        {
+            for (int b = 0; b <= ResBlocksPerLevel; b++)
+            {
+                Block($"up{level}.block{b}", channels + skips.Pop(), nf * ChannelMultipliers[level]);
+                channels = nf * ChannelMultipliers[level];
+            }
+
+            if (level > 0) Conv($"up{level}.upsample", channels, channels, 3);
+        }
+
+        shapes.Add(new("norm_out.gamma", [channels]));
+        shapes.Add(new("norm_out.beta", [channels]));
+        Conv("conv_out", channels, ImageChannels + 1, 3);
+        return shapes;
+    }
+
+    /// <summary>Total number of parameters.</summary>
+    public long ParameterCount() => ParameterShapes().Sum(p => p.Length);
+}
