@@ -85,8 +85,8 @@ internal sealed record RunConfig
     /// <summary>Where the backward ODE stops.</summary>
     public double ZMin { get; init; } = 0.02;
 
-    /// <summary>Samples drawn.</summary>
-    public int Samples { get; init; } = 2000;
+    /// <summary>Samples drawn: 10,000, the size the metric is specified at (the SWD floor depends on it).</summary>
+    public int Samples { get; init; } = 10000;
 
     /// <summary>The hyper-parameters as the library's record.</summary>
     public PfgmHyperParameters Hyper => new(M, ZMax, UpperNorm, Sigma, Tau);
