@@ -37,16 +37,16 @@ public enum GemmVariant
 public sealed class Linear
 {
     /// <summary>Output tile edge of the tiled kernel.</summary>
-    internal const int Tile = 64;
+    internal const int Tile = RegisterTile.Tile;
 
     /// <summary>Depth of the k-slice staged in shared memory per iteration of the tiled kernel.</summary>
-    internal const int TileK = 16;
+    internal const int TileK = RegisterTile.TileK;
 
     /// <summary>Edge of the square block of C each thread of the coarse kernel computes.</summary>
     internal const int CoarseBlock = 8;
 
     /// <summary>Row pitch of the shared-memory tiles: one float of padding so column walks hit distinct banks.</summary>
-    internal const int TilePitch = Tile + 1;
+    internal const int TilePitch = RegisterTile.TilePitch;
 
     private readonly ComputeDevice _device;
     private readonly Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs> _tiled;
@@ -304,9 +304,7 @@ public sealed class Linear
         int tid = ty * 16 + tx;
         int blockM = Grid.IdxY * Tile, blockN = Grid.IdxX * Tile;
         bool sumsBias = (g.Flags & GemmArgs.BiasGrad) != 0 && Grid.IdxX == 0 && tx == 0;
-        float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
-        float s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
-        float g0 = 0, g1 = 0, g2 = 0, g3 = 0;
+        var acc = default(RegisterTile);
         for (int k0 = 0; k0 < g.K; k0 += TileK)
         {
             for (int e = tid; e < TileK * Tile; e += 256)
@@ -325,34 +323,21 @@ public sealed class Linear
             }
 
             Group.Barrier();
-            for (int kk = 0; kk < TileK; kk++)
-            {
-                int row = kk * TilePitch;
-                float x0 = aTile[row + ty], x1 = aTile[row + ty + 16], x2 = aTile[row + ty + 32], x3 = aTile[row + ty + 48];
-                float y0 = bTile[row + tx], y1 = bTile[row + tx + 16], y2 = bTile[row + tx + 32], y3 = bTile[row + tx + 48];
-                s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3;
-                s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
-                s20 += x2 * y0; s21 += x2 * y1; s22 += x2 * y2; s23 += x2 * y3;
-                s30 += x3 * y0; s31 += x3 * y1; s32 += x3 * y2; s33 += x3 * y3;
-                if (sumsBias)
-                {
-                    g0 += x0; g1 += x1; g2 += x2; g3 += x3;
-                }
-            }
+            RegisterTile.AddSlice(ref acc, aTile, bTile, tx, ty, sumsBias);
 
             Group.Barrier();
         }
 
-        Store(c, bias, aux, g, blockM + ty, blockN + tx, 16, s00, s01, s02, s03);
-        Store(c, bias, aux, g, blockM + ty + 16, blockN + tx, 16, s10, s11, s12, s13);
-        Store(c, bias, aux, g, blockM + ty + 32, blockN + tx, 16, s20, s21, s22, s23);
-        Store(c, bias, aux, g, blockM + ty + 48, blockN + tx, 16, s30, s31, s32, s33);
+        Store(c, bias, aux, g, blockM + ty, blockN + tx, 16, acc.S00, acc.S01, acc.S02, acc.S03);
+        Store(c, bias, aux, g, blockM + ty + 16, blockN + tx, 16, acc.S10, acc.S11, acc.S12, acc.S13);
+        Store(c, bias, aux, g, blockM + ty + 32, blockN + tx, 16, acc.S20, acc.S21, acc.S22, acc.S23);
+        Store(c, bias, aux, g, blockM + ty + 48, blockN + tx, 16, acc.S30, acc.S31, acc.S32, acc.S33);
         if (sumsBias)
         {
-            AddBias(bias, g, blockM + ty, g0);
-            AddBias(bias, g, blockM + ty + 16, g1);
-            AddBias(bias, g, blockM + ty + 32, g2);
-            AddBias(bias, g, blockM + ty + 48, g3);
+            AddBias(bias, g, blockM + ty, acc.G0);
+            AddBias(bias, g, blockM + ty + 16, acc.G1);
+            AddBias(bias, g, blockM + ty + 32, acc.G2);
+            AddBias(bias, g, blockM + ty + 48, acc.G3);
         }
     }
 

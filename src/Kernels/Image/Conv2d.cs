@@ -123,13 +123,13 @@ public readonly struct Conv2dShape
 public sealed class Conv2d
 {
     /// <summary>Output tile edge of the tiled kernel.</summary>
-    internal const int Tile = 64;
+    internal const int Tile = RegisterTile.Tile;
 
     /// <summary>Depth of the k-slice staged in shared memory per iteration of the tiled kernel.</summary>
-    internal const int TileK = 16;
+    internal const int TileK = RegisterTile.TileK;
 
     /// <summary>Row pitch of the shared tiles: one float of padding so column walks hit distinct banks.</summary>
-    internal const int TilePitch = Tile + 1;
+    internal const int TilePitch = RegisterTile.TilePitch;
 
     /// <summary>Threads per group of the coarse kernel on the CPU emulator: few threads doing much work each.</summary>
     internal const int CoarseThreadsPerGroup = 4;
@@ -347,22 +347,18 @@ public sealed class Conv2d
             int m0 = t / blocksN * 4, n0 = t % blocksN * 4;
             int m1 = Math.Min(m0 + 1, lastM), m2 = Math.Min(m0 + 2, lastM), m3 = Math.Min(m0 + 3, lastM);
             int n1 = Math.Min(n0 + 1, lastN), n2 = Math.Min(n0 + 2, lastN), n3 = Math.Min(n0 + 3, lastN);
-            float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
-            float s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+            var acc = default(RegisterTile);
             for (int k = 0; k < depth; k++)
             {
                 float x0 = gemm.LoadA(s, a, m0, k), x1 = gemm.LoadA(s, a, m1, k), x2 = gemm.LoadA(s, a, m2, k), x3 = gemm.LoadA(s, a, m3, k);
                 float y0 = gemm.LoadB(s, b, k, n0), y1 = gemm.LoadB(s, b, k, n1), y2 = gemm.LoadB(s, b, k, n2), y3 = gemm.LoadB(s, b, k, n3);
-                s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3;
-                s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
-                s20 += x2 * y0; s21 += x2 * y1; s22 += x2 * y2; s23 += x2 * y3;
-                s30 += x3 * y0; s31 += x3 * y1; s32 += x3 * y2; s33 += x3 * y3;
+                RegisterTile.AddOuter(ref acc, x0, x1, x2, x3, y0, y1, y2, y3);
             }
 
-            StoreRow(gemm, s, c, bias, rows, cols, m0, n0, 1, s00, s01, s02, s03);
-            StoreRow(gemm, s, c, bias, rows, cols, m0 + 1, n0, 1, s10, s11, s12, s13);
-            StoreRow(gemm, s, c, bias, rows, cols, m0 + 2, n0, 1, s20, s21, s22, s23);
-            StoreRow(gemm, s, c, bias, rows, cols, m0 + 3, n0, 1, s30, s31, s32, s33);
+            StoreRow(gemm, s, c, bias, rows, cols, m0, n0, 1, acc.S00, acc.S01, acc.S02, acc.S03);
+            StoreRow(gemm, s, c, bias, rows, cols, m0 + 1, n0, 1, acc.S10, acc.S11, acc.S12, acc.S13);
+            StoreRow(gemm, s, c, bias, rows, cols, m0 + 2, n0, 1, acc.S20, acc.S21, acc.S22, acc.S23);
+            StoreRow(gemm, s, c, bias, rows, cols, m0 + 3, n0, 1, acc.S30, acc.S31, acc.S32, acc.S33);
         }
     }
 
@@ -387,9 +383,7 @@ public sealed class Conv2d
         int blockM = Grid.IdxY * Tile, blockN = Grid.IdxX * Tile;
         bool sumsBias = gemm.SumsBias && bias.Length > 0 && Grid.IdxX == 0 && tx == 0;
         bool aAlongK = gemm.AContiguousInK, bAlongK = gemm.BContiguousInK;
-        float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
-        float s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
-        float g0 = 0, g1 = 0, g2 = 0, g3 = 0;
+        var acc = default(RegisterTile);
         for (int k0 = 0; k0 < depth; k0 += TileK)
         {
             for (int e = tid; e < TileK * Tile; e += 256)
@@ -408,34 +402,21 @@ public sealed class Conv2d
             }
 
             Group.Barrier();
-            for (int kk = 0; kk < TileK; kk++)
-            {
-                int row = kk * TilePitch;
-                float x0 = aTile[row + ty], x1 = aTile[row + ty + 16], x2 = aTile[row + ty + 32], x3 = aTile[row + ty + 48];
-                float y0 = bTile[row + tx], y1 = bTile[row + tx + 16], y2 = bTile[row + tx + 32], y3 = bTile[row + tx + 48];
-                s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3;
-                s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
-                s20 += x2 * y0; s21 += x2 * y1; s22 += x2 * y2; s23 += x2 * y3;
-                s30 += x3 * y0; s31 += x3 * y1; s32 += x3 * y2; s33 += x3 * y3;
-                if (sumsBias)
-                {
-                    g0 += x0; g1 += x1; g2 += x2; g3 += x3;
-                }
-            }
+            RegisterTile.AddSlice(ref acc, aTile, bTile, tx, ty, sumsBias);
 
             Group.Barrier();
         }
 
-        StoreRow(gemm, s, c, bias, rows, cols, blockM + ty, blockN + tx, 16, s00, s01, s02, s03);
-        StoreRow(gemm, s, c, bias, rows, cols, blockM + ty + 16, blockN + tx, 16, s10, s11, s12, s13);
-        StoreRow(gemm, s, c, bias, rows, cols, blockM + ty + 32, blockN + tx, 16, s20, s21, s22, s23);
-        StoreRow(gemm, s, c, bias, rows, cols, blockM + ty + 48, blockN + tx, 16, s30, s31, s32, s33);
+        StoreRow(gemm, s, c, bias, rows, cols, blockM + ty, blockN + tx, 16, acc.S00, acc.S01, acc.S02, acc.S03);
+        StoreRow(gemm, s, c, bias, rows, cols, blockM + ty + 16, blockN + tx, 16, acc.S10, acc.S11, acc.S12, acc.S13);
+        StoreRow(gemm, s, c, bias, rows, cols, blockM + ty + 32, blockN + tx, 16, acc.S20, acc.S21, acc.S22, acc.S23);
+        StoreRow(gemm, s, c, bias, rows, cols, blockM + ty + 48, blockN + tx, 16, acc.S30, acc.S31, acc.S32, acc.S33);
         if (sumsBias)
         {
-            AddBias(bias, rows, blockM + ty, g0);
-            AddBias(bias, rows, blockM + ty + 16, g1);
-            AddBias(bias, rows, blockM + ty + 32, g2);
-            AddBias(bias, rows, blockM + ty + 48, g3);
+            AddBias(bias, rows, blockM + ty, acc.G0);
+            AddBias(bias, rows, blockM + ty + 16, acc.G1);
+            AddBias(bias, rows, blockM + ty + 32, acc.G2);
+            AddBias(bias, rows, blockM + ty + 48, acc.G3);
         }
     }
 
