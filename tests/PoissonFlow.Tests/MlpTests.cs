@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using PoissonFlow.Kernels;
 using PoissonFlow.Kernels.Device;
 using PoissonFlow.Network;
@@ -206,33 +205,5 @@ public sealed class MlpTests
             Assert.That(error.Tensors, Does.Contain("layers.0.bias"));
             Assert.That(mlp.Parameters.Download(ParameterBuffer.Weights), Is.EqualTo(weightsBefore), "the bad update is not applied");
         });
-    }
-
-    /// <summary>
-    /// Measures a training step at the demo's sizes (batch 256, depth 3) on this machine's accelerator and prints
-    /// ms/step and launches/step. Explicit: a measurement, run on demand.
-    /// </summary>
-    [Explicit, Category("Benchmark")]
-    [TestCase(128)]
-    [TestCase(64)]
-    public void MeasureTrainingStep(int width)
-    {
-        const int batch = 256, steps = 30;
-        var device = TestDevice.Cpu;
-        var config = new MlpConfig(Dim: 2, EmbeddingSize: 32, Hidden: width, Depth: 3);
-        using var mlp = new Mlp(device, config, seed: 1);
-        using var trainer = new Trainer(mlp, new TrainerOptions(new AdamOptions(LearningRate: 1e-3f, WarmupSteps: 10), LossInterval: 100));
-        using var data = new FieldBatch(2, batch, 2, FieldBatch.SmoothField);
-        for (int i = 0; i < 5; i++) data.Step(trainer);
-        device.Synchronize();
-        var cpu = Process.GetCurrentProcess().TotalProcessorTime;
-        var clock = Stopwatch.StartNew();
-        for (int i = 0; i < steps; i++) data.Step(trainer);
-        device.Synchronize();
-        double ms = clock.Elapsed.TotalMilliseconds / steps;
-        double cpuMs = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMilliseconds / steps;
-        TestContext.Out.WriteLine($"width {width}: {ms:F1} ms/step wall, {cpuMs:F1} ms/step process CPU time, {trainer.LaunchesPerStep} launches/step, " +
-            $"{mlp.Parameters.ParameterCount} parameters (load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]})");
-        Assert.That(ms, Is.GreaterThan(0));
     }
 }
