@@ -38,6 +38,13 @@ public class OdeStepBenchmarks
     /// iterations (<see cref="BenchConfig.FieldJob"/>), so each call repeats it and reports the time per step.</summary>
     private const int Repeats = 25;
 
+    /// <summary>
+    /// libtorch threads for the step: one. A step's tensors hold only 8k-50k values, and on the shared 2-core machine
+    /// libtorch's 2-thread pool, not the arithmetic, set the time of its ~140 small ops (up to ~200x slower than with
+    /// one thread, see bench/README.md).
+    /// </summary>
+    private const int TorchThreads = 1;
+
     private const int Slots = 7;
 
     /// <summary>The Euler step stores its drift here, past the 7 RK45 slots, so it never overwrites the FSAL stage.</summary>
@@ -109,7 +116,7 @@ public class OdeStepBenchmarks
         device.Synchronize();
 
 #if WITH_TORCH
-        torch.set_num_threads(Environment.ProcessorCount);
+        torch.set_num_threads(TorchThreads);
         _xTensor = tensor(_x, [batch, dim]);
         _fieldTensors = [.. _fields.Select(f => tensor(f, [batch, dim + 1]))];
         _k0Tensor = TorchDrift(_fieldTensors[0], _zs[0]);
