@@ -60,29 +60,27 @@ internal static class ImageFolderReader
 
         int perImage = channels * size * size;
         var values = new List<float>();
-        var skipped = new List<string>();
+        var skipped = new List<(string File, string Problem)>();
         int count = 0;
         foreach (string file in files)
         {
             if (count == MaxImages) break;
             string? problem = TryRead(file, size, channels, values);
-            if (problem is null)
-            {
-                count++;
-                continue;
-            }
-
-            skipped.Add(file);
-            warnings.WriteLine($"warning: skipped {file}: {problem}");
+            if (problem is null) count++;
+            else skipped.Add((file, problem));
         }
 
         if (count == 0)
         {
-            string what = files.Count == 0 ? "no .png/.jpg/.jpeg files" : $"none of its {files.Count} .png/.jpg/.jpeg files could be read";
+            // One error line naming the first bad file, rather than a warning per file before the error.
+            string what = files.Count == 0
+                ? "no .png/.jpg/.jpeg files"
+                : $"none of its {files.Count} .png/.jpg/.jpeg files could be read (first: {skipped[0].File}: {skipped[0].Problem})";
             throw new DatasetException($"{folder}: {what}; need at least one readable image");
         }
 
-        return (new PointSet(values.ToArray(), count, perImage), skipped);
+        foreach (var (file, problem) in skipped) warnings.WriteLine($"warning: skipped {file}: {problem}");
+        return (new PointSet(values.ToArray(), count, perImage), skipped.Select(s => s.File).ToList());
     }
 
     /// <summary>Decodes one file and appends its planar pixels; returns null, or why it was skipped.</summary>

@@ -99,6 +99,7 @@ internal static class ImageTrainingRun
         }
 
         config = ApplyShared(config, args);
+        ClearStaleTemporaries(folder);
         var data = LoadData(context, config.Data, config.ImageSize, config.Channels);
         if (data.Images.Count != config.DataCount || data.Dim != config.Dim)
         {
@@ -121,6 +122,15 @@ internal static class ImageTrainingRun
         {
             throw new UserErrorException(e.Message, e);
         }
+    }
+
+    /// <summary>
+    /// Deletes the temporary files a killed run may have left mid-write (<see cref="AtomicFile"/>'s hidden
+    /// <c>.name.guid.tmp</c>); the files they were to replace are intact.
+    /// </summary>
+    private static void ClearStaleTemporaries(RunFolder folder)
+    {
+        foreach (string temp in Directory.EnumerateFiles(folder.Path, ".*.tmp")) File.Delete(temp);
     }
 
     private static ImageRunConfig ApplyShared(ImageRunConfig config, ParsedArgs args)
