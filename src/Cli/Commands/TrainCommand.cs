@@ -11,7 +11,7 @@ namespace PoissonFlow.Cli.Commands;
 public sealed class TrainCommand : CliCommand
 {
     /// <summary>Options that only image runs take.</summary>
-    private static readonly string[] ImageOnly = ["model", "image-size", "channels", "warmup", "ema", "checkpoint-every", "resume"];
+    private static readonly string[] ImageOnly = ["model", "image-size", "channels", "warmup", "ema", "checkpoint-every", "preview-steps", "resume"];
 
     /// <inheritdoc />
     public override string Name => "train";
@@ -35,6 +35,7 @@ public sealed class TrainCommand : CliCommand
         new("warmup", "N", "image runs: linear learning-rate warmup steps (default 500)"),
         new("ema", "X", "image runs: EMA rate of the sampled weights (default 0.999)"),
         new("checkpoint-every", "K", "image runs: checkpoint (and a preview row) every K steps and at the end (default 500)"),
+        new("preview-steps", "N", "image runs: Euler steps of the 8 preview samples drawn at each checkpoint (default 20)"),
         new("resume", null, "image runs: continue the run in --out from its last checkpoint (--steps may raise the total)"),
     ];
 

@@ -1,5 +1,6 @@
 using PoissonFlow.Kernels.Device;
 using PoissonFlow.Network;
+using PoissonFlow.Network.UNet;
 
 namespace PoissonFlow.Cli.Images;
 
@@ -15,6 +16,7 @@ internal static class ImageModels
             return config.Model switch
             {
                 "mlp" => new Mlp(device, MlpConfigOf(config), (ulong)config.Seed),
+                "tiny" => new UNetNetwork(device, UNetConfigOf(config, UNetConfig.Tiny), (ulong)config.Seed),
                 _ => throw new UserErrorException(
                     $"--model {config.Model}: unknown model; expected one of {string.Join(", ", ImageRunConfig.Models)}"),
             };
@@ -33,6 +35,15 @@ internal static class ImageModels
         {
             throw new UserErrorException($"--model {model}: unknown model; expected one of {string.Join(", ", ImageRunConfig.Models)}");
         }
+    }
+
+    /// <summary>A U-Net preset for the run's channels and (square) size.</summary>
+    private static UNetConfig UNetConfigOf(ImageRunConfig config, Func<int, int, UNetConfig> preset)
+    {
+        if (config.Height != config.Width) throw new ArgumentException($"the U-Net needs square images, got {config.Height}x{config.Width}");
+        var unet = preset(config.Channels, config.Height);
+        unet.Validate();
+        return unet;
     }
 
     /// <summary>The MLP on flattened pixels: z embedded directly, as PFGM's networks take it.</summary>

@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using PoissonFlow.Data;
 using PoissonFlow.Kernels;
 using PoissonFlow.Network;
@@ -121,12 +122,15 @@ internal sealed record ImageRunConfig
     public int Samples { get; init; } = 64;
 
     /// <summary>N = C·H·W.</summary>
+    [JsonIgnore]
     public int Dim => Channels * Height * Width;
 
     /// <summary>The hyper-parameters as the library's record.</summary>
+    [JsonIgnore]
     public PfgmHyperParameters Hyper => new(M, ZMax, UpperNorm, Sigma, Tau);
 
     /// <summary>The optimiser.</summary>
+    [JsonIgnore]
     public AdamOptions Adam => new(LearningRate, WarmupSteps: Warmup, GradClip: GradClip, EmaRate: EmaRate);
 
     /// <summary>The sampler's ODE settings for <paramref name="solver"/> and <paramref name="steps"/>.</summary>

@@ -95,7 +95,7 @@ internal static class ImageTrainingRun
         var fixedGiven = FixedOnResume.Where(args.Has).Select(o => "--" + o).ToList();
         if (fixedGiven.Count > 0)
         {
-            throw new UserErrorException($"--resume keeps the run's config.json; only --steps and --checkpoint-every may change, got {string.Join(", ", fixedGiven)}");
+            throw new UserErrorException($"--resume keeps the run's config.json; only --steps, --checkpoint-every and --preview-steps may change, got {string.Join(", ", fixedGiven)}");
         }
 
         config = ApplyShared(config, args);
@@ -139,6 +139,7 @@ internal static class ImageTrainingRun
         {
             Steps = args.GetInt("steps", config.Steps, min: 1),
             CheckpointEvery = args.GetInt("checkpoint-every", config.CheckpointEvery, min: 1),
+            PreviewSteps = args.GetInt("preview-steps", config.PreviewSteps, min: 1, max: 10_000),
         };
         return updated;
     }
