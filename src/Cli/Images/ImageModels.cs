@@ -16,7 +16,7 @@ internal static class ImageModels
             return config.Model switch
             {
                 "mlp" => new Mlp(device, MlpConfigOf(config), (ulong)config.Seed),
-                "tiny" => new UNetNetwork(device, UNetConfigOf(config, UNetConfig.Tiny), (ulong)config.Seed),
+                var preset when UNetConfig.PresetNames.Contains(preset) => new UNetNetwork(device, UNetConfigOf(config), (ulong)config.Seed),
                 _ => throw new UserErrorException(
                     $"--model {config.Model}: unknown model; expected one of {string.Join(", ", ImageRunConfig.Models)}"),
             };
@@ -38,12 +38,10 @@ internal static class ImageModels
     }
 
     /// <summary>A U-Net preset for the run's channels and (square) size.</summary>
-    private static UNetConfig UNetConfigOf(ImageRunConfig config, Func<int, int, UNetConfig> preset)
+    private static UNetConfig UNetConfigOf(ImageRunConfig config)
     {
         if (config.Height != config.Width) throw new ArgumentException($"the U-Net needs square images, got {config.Height}x{config.Width}");
-        var unet = preset(config.Channels, config.Height);
-        unet.Validate();
-        return unet;
+        return UNetConfig.Preset(config.Model, config.Channels, config.Height);
     }
 
     /// <summary>The MLP on flattened pixels: z embedded directly, as PFGM's networks take it.</summary>

@@ -17,7 +17,7 @@ internal sealed record ImageRunConfig
     public const string ImagesKind = "images";
 
     /// <summary>The models <c>--model</c> accepts: the U-Net presets, and an MLP on the flattened pixels (quick checks).</summary>
-    public static readonly string[] Models = ["tiny", "small", "mlp"];
+    public static readonly string[] Models = [.. PoissonFlow.Network.UNet.UNetConfig.PresetNames, "mlp"];
 
     /// <summary>Marks the folder as an image run.</summary>
     public string Kind { get; init; } = ImagesKind;
