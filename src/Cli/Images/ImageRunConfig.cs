@@ -55,20 +55,11 @@ internal sealed record ImageRunConfig
     /// <summary>‖y‖_avg of the data in [-1, 1].</summary>
     public double MeanNorm { get; init; }
 
-    /// <summary>The perturbation's largest exponent (the recipe at N = C·H·W unless given).</summary>
-    public int M { get; init; }
-
-    /// <summary>The prior plane.</summary>
-    public double ZMax { get; init; }
-
-    /// <summary>The prior radius clip.</summary>
-    public double UpperNorm { get; init; }
-
-    /// <summary>σ of the perturbation.</summary>
-    public double Sigma { get; init; } = PfgmHyperParameters.DefaultSigma;
-
-    /// <summary>τ of the perturbation.</summary>
-    public double Tau { get; init; } = PfgmHyperParameters.DefaultTau;
+    /// <summary>
+    /// M, z_max, upper_norm, σ and τ: the recipe at N = C·H·W from <see cref="MeanNorm"/> unless given (stored as
+    /// one nested object, the library's record).
+    /// </summary>
+    public PfgmHyperParameters Hyper { get; init; } = PfgmHyperParameters.FromM(291, 784);
 
     /// <summary>The official restrict_M (on for images, as in every official config).</summary>
     public bool RestrictM { get; init; } = true;
@@ -125,10 +116,6 @@ internal sealed record ImageRunConfig
     [JsonIgnore]
     public int Dim => Channels * Height * Width;
 
-    /// <summary>The hyper-parameters as the library's record.</summary>
-    [JsonIgnore]
-    public PfgmHyperParameters Hyper => new(M, ZMax, UpperNorm, Sigma, Tau);
-
     /// <summary>The optimiser.</summary>
     [JsonIgnore]
     public AdamOptions Adam => new(LearningRate, WarmupSteps: Warmup, GradClip: GradClip, EmaRate: EmaRate);
@@ -136,7 +123,7 @@ internal sealed record ImageRunConfig
     /// <summary>The sampler's ODE settings for <paramref name="solver"/> and <paramref name="steps"/>.</summary>
     public PfgmOdeOptions Ode(OdeSolver solver, int steps) => new()
     {
-        ZMax = ZMax, ZMin = ZMin, ZExp = ZExp, Gamma = Gamma, Solver = solver, Steps = steps,
+        ZMax = Hyper.ZMax, ZMin = ZMin, ZExp = ZExp, Gamma = Gamma, Solver = solver, Steps = steps,
     };
 
     /// <summary>What a sampler needs besides the weights, written into every checkpoint so that it stands alone.</summary>

@@ -70,7 +70,7 @@ internal static class ImageSampling
         var timer = Stopwatch.StartNew();
         for (int start = 0, index = 0; start < count; start += batch, index++)
         {
-            var (images, result) = sampler.Sample(network, options, (float)config.UpperNorm, seed + (ulong)index * 7919);
+            var (images, result) = sampler.Sample(network, options, (float)config.Hyper.UpperNorm, seed + (ulong)index * 7919);
             int take = Math.Min(batch, count - start);
             images.AsSpan(0, take * dim).CopyTo(samples.AsSpan(start * dim));
             evaluations += result.FunctionEvaluations;

@@ -82,8 +82,7 @@ internal static class ImageTrainingRun
         {
             DataCount = data.Images.Count, Channels = data.Channels, Height = data.Height, Width = data.Width,
             ImageSize = Directory.Exists(config.Data) ? data.Height : null,
-            MeanNorm = norm, M = hyper.M, ZMax = hyper.ZMax, UpperNorm = hyper.UpperNorm, Sigma = hyper.Sigma, Tau = hyper.Tau,
-            RestrictM = true,
+            MeanNorm = norm, Hyper = hyper, RestrictM = true,
         };
         RunFolder.WriteJson(folder.Config, config);
         Train(context, config, data, folder, resume: false);
@@ -180,7 +179,7 @@ internal static class ImageTrainingRun
         }
 
         output.WriteLine($"data: {config.Data}, {data.Images.Count} images {config.Channels}x{config.Height}x{config.Width} (N = {config.Dim}), mean norm {F(config.MeanNorm)}");
-        output.WriteLine($"PFGM: M {config.M}, z_max {F(config.ZMax)}, upper_norm {F(config.UpperNorm)}, restrict_M {(config.RestrictM ? "on" : "off")}");
+        output.WriteLine($"PFGM: M {config.Hyper.M}, z_max {F(config.Hyper.ZMax)}, upper_norm {F(config.Hyper.UpperNorm)}, restrict_M {(config.RestrictM ? "on" : "off")}");
         output.WriteLine($"network: {config.Model} ({network.Parameters.ParameterCount:N0} parameters) predicting the normalised field; " +
                          $"{config.Steps} steps, batch {config.Batch}, reference batch {config.ReferenceBatch}, lr {F(config.LearningRate)} " +
                          $"(warmup {config.Warmup}), clip {F(config.GradClip)}, EMA {F(config.EmaRate)}; checkpoint every {config.CheckpointEvery}");
@@ -239,7 +238,7 @@ internal static class ImageTrainingRun
     private static float[] Preview(CliContext context, IFieldPredictor network, ImageRunConfig config)
     {
         using var sampler = new PfgmSampler(context.Device, config.PreviewCount, config.Dim);
-        var (samples, _) = sampler.Sample(network, config.Ode(OdeSolver.Euler, config.PreviewSteps), (float)config.UpperNorm,
+        var (samples, _) = sampler.Sample(network, config.Ode(OdeSolver.Euler, config.PreviewSteps), (float)config.Hyper.UpperNorm,
             (ulong)(config.Seed + PreviewSeedOffset));
         return samples;
     }

@@ -50,7 +50,7 @@ public sealed class ImagePipelineTests
 
         using var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "config.json")));
         Assert.That(config.RootElement.GetProperty("kind").GetString(), Is.EqualTo("images"));
-        Assert.That(config.RootElement.GetProperty("m").GetInt32(), Is.EqualTo(info.Sampling.Hyper.M));
+        Assert.That(config.RootElement.GetProperty("hyper").GetProperty("m").GetInt32(), Is.EqualTo(info.Sampling.Hyper.M));
 
         using var log = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "training-log.json")));
         Assert.That(log.RootElement.GetProperty("previewSteps").EnumerateArray().Select(e => e.GetInt64()), Is.EqualTo(new long[] { 3, 6 }));
