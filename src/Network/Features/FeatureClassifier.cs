@@ -69,9 +69,21 @@ public sealed class FeatureClassifier : IDisposable
     /// </summary>
     public void TrainStep(ArrayView<float> images, ArrayView<int> labels, int batch, AdamOptions adam)
     {
+        _optimizer ??= new ParameterOptimizer(Parameters, adam);
+        AccumulateGradients(images, labels, batch);
+        _optimizer.Update();
+        _lossSteps++;
+    }
+
+    /// <summary>
+    /// Forward pass with the live weights, fused loss, and backward pass: the gradients of the batch-mean
+    /// cross-entropy are ADDED to the gradient buffer and the scaled row losses to the loss accumulator.
+    /// </summary>
+    public void AccumulateGradients(ArrayView<float> images, ArrayView<int> labels, int batch)
+    {
         if (batch <= 0) throw new ArgumentException($"classifier: batch must be positive, got {batch}");
         if (images.Length < (long)batch * Config.Input) throw new ArgumentException($"classifier: images have {images.Length} values, need {batch} x {Config.Input}");
-        _optimizer ??= new ParameterOptimizer(Parameters, adam);
+        if (labels.Length < batch) throw new ArgumentException($"classifier: labels have {labels.Length} values, need {batch}");
         if (_training is null || _training.Capacity < batch)
         {
             Device.Synchronize();
@@ -81,11 +93,10 @@ public sealed class FeatureClassifier : IDisposable
 
         var ws = _training;
         ArrayView<float> logits = ws.Logits.View.SubView(0, (long)batch * Config.Classes);
+        ArrayView<float> dLogits = ws.DLogits.View.SubView(0, (long)batch * Config.Classes);
         Forward(ParameterBuffer.Weights, images, batch, Config.Layers, logits, ws.Activations, ws.PreActivations);
-        _loss.ForwardBackward(logits, labels, ws.RowLoss.View, ws.DLogits.View, batch, Config.Classes, 1f / batch);
-        Backward(images, ws.DLogits.View.SubView(0, (long)batch * Config.Classes), batch, ws);
-        _optimizer.Update();
-        _lossSteps++;
+        _loss.ForwardBackward(logits, labels, ws.RowLoss.View, dLogits, batch, Config.Classes, 1f / batch);
+        Backward(images, dLogits, batch, ws);
     }
 
     /// <summary>
