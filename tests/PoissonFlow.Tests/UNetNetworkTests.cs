@@ -151,6 +151,86 @@ public sealed class UNetNetworkTests
     }
 
     [Test]
+    public void TenStepsSavedLoadedAndTenMoreEqualTwentyUninterruptedStepsBitForBit()
+    {
+        var device = TestDevice.Cpu;
+        var config = Toy(dropout: 0.2f);
+        var options = new TrainerOptions(new AdamOptions(LearningRate: 1e-2f, WarmupSteps: 4, EmaRate: 0.9f), LossInterval: 5);
+        const int batch = 2;
+        int dim = config.ImageChannels * config.ImageSize * config.ImageSize;
+        // A fresh batch every step, reproducible from the step number: images, z and a field-like target.
+        var batches = Enumerable.Range(0, 20).Select(step =>
+        {
+            var rng = new Random(500 + step);
+            return new[]
+            {
+                device.Accelerator.Allocate1D(Numerics.Uniform(rng, batch * dim)),
+                device.Accelerator.Allocate1D(Numerics.Uniform(rng, batch, 0.01f, 10f)),
+                device.Accelerator.Allocate1D(Numerics.Uniform(rng, batch * (dim + 1), -2f, 2f)),
+            };
+        }).ToArray();
+        string folder = Directory.CreateTempSubdirectory("pfgm-unet-resume-").FullName;
+        try
+        {
+            void Train(Trainer trainer, int from, int to)
+            {
+                for (int i = from; i < to; i++) trainer.Step(batches[i][0].View, batches[i][1].View, batches[i][2].View, batch);
+            }
+
+            float[][] State(Trainer trainer) => Enum.GetValues<ParameterBuffer>().Select(b => trainer.Network.Parameters.Download(b)).ToArray();
+
+            string path = Path.Combine(folder, "resume.safetensors");
+            using var net = new UNetNetwork(device, config, seed: 7);
+            using var trainer = new Trainer(net, options);
+            Train(trainer, 0, 10);
+            Checkpoint.Save(path, trainer);
+            Train(trainer, 10, 20);
+            var expected = State(trainer);
+
+            // The dropout masks come from the network's seed and the trainer's step, so a fresh network with the same
+            // seed, loaded from the checkpoint, continues exactly.
+            using var resumed = new UNetNetwork(device, config, seed: 7);
+            using var resumedTrainer = new Trainer(resumed, options);
+            Checkpoint.Load(path, resumedTrainer);
+            Train(resumedTrainer, 10, 20);
+            var actual = State(resumedTrainer);
+            foreach (var buffer in new[] { ParameterBuffer.Weights, ParameterBuffer.Ema, ParameterBuffer.AdamM, ParameterBuffer.AdamV })
+            {
+                Assert.That(actual[(int)buffer], Is.EqualTo(expected[(int)buffer]), $"{buffer} after 20 steps");
+            }
+
+            Assert.That(resumedTrainer.LastLoss, Is.EqualTo(trainer.LastLoss));
+            Assert.That(float.IsFinite(trainer.LastLoss), $"loss {trainer.LastLoss}");
+            using (var fresh = new UNetNetwork(device, config, seed: 7))
+            {
+                Assert.That(expected[(int)ParameterBuffer.Weights], Is.Not.EqualTo(fresh.Parameters.Download(ParameterBuffer.Weights)), "the weights moved");
+            }
+
+            Assert.That(resumed.TrainingStep, Is.EqualTo(19), "the trainer hands its step to the network before each forward pass");
+
+            // The masks matter and change: the same forward pass under another step or another seed differs, so the
+            // equality above is the masks being redrawn at the right steps, not dropout doing nothing.
+            float[] Prediction(UNetNetwork network, long step)
+            {
+                network.SetTrainingStep(step);
+                return Read(network.ForwardTraining(batches[0][0].View, batches[0][1].View, batch));
+            }
+
+            using var otherSeed = new UNetNetwork(device, config, seed: 8);
+            otherSeed.Parameters.Upload(ParameterBuffer.Weights, actual[(int)ParameterBuffer.Weights]);
+            var reference = Prediction(resumed, 3);
+            Assert.That(Prediction(resumed, 4), Is.Not.EqualTo(reference), "another step draws other masks");
+            Assert.That(Prediction(otherSeed, 3), Is.Not.EqualTo(reference), "another seed draws other masks");
+            Assert.That(Prediction(resumed, 3), Is.EqualTo(reference), "the same step and seed redraw the same masks");
+        }
+        finally
+        {
+            foreach (var buffer in batches.SelectMany(b => b)) buffer.Dispose();
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Test]
     public void ConfigJsonRoundTripsAndBadJsonNamesTheField()
     {
         var config = new UNetConfig

@@ -105,6 +105,9 @@ public sealed class UNetNetwork : ITrainableNetwork
             ? body.InputGradient
             : throw new InvalidOperationException("unet: no input gradient: set ComputeInputGradient before Backward");
 
+    /// <summary>The optimiser step the training forward passes draw their dropout masks for (see <see cref="SetTrainingStep"/>).</summary>
+    public long TrainingStep => _trainingStep;
+
     /// <summary>Creates the network from the config JSON a checkpoint stores (<see cref="ConfigJson"/>).</summary>
     /// <exception cref="ArgumentException">The JSON is malformed or a field is missing, unknown or invalid; the message names it.</exception>
     public static UNetNetwork FromConfigJson(ComputeDevice device, string configJson, ulong seed = 0) =>
