@@ -65,7 +65,7 @@ internal static class ImageSampling
         int batch = Math.Min(count, MaxBatch), dim = config.Dim;
         var samples = new float[(long)count * dim];
         using var sampler = new PfgmSampler(device, batch, dim);
-        var progress = context.Progress((count + batch - 1) / batch, unit: "batch");
+        var progress = context.Progress(count, unit: "image");
         int evaluations = 0;
         var timer = Stopwatch.StartNew();
         for (int start = 0, index = 0; start < count; start += batch, index++)
@@ -74,7 +74,7 @@ internal static class ImageSampling
             int take = Math.Min(batch, count - start);
             images.AsSpan(0, take * dim).CopyTo(samples.AsSpan(start * dim));
             evaluations += result.FunctionEvaluations;
-            progress.Report(index + 1);
+            progress.Report(start + take);
         }
 
         progress.Finish();
