@@ -69,23 +69,10 @@ internal static class NetworkComparison
         var store = network.Parameters;
         var rng = new Random(seed);
         int dim = network.Dim, width = network.OutputWidth;
-        Randomize(store, rng);
-
-        string directory = Directory.CreateTempSubdirectory("pfgm-torch-ref-").FullName;
+        TorchMirror.RandomizeWeights(store, rng);
         var result = new ComparisonResult();
         using var scope = NewDisposeScope();
-        try
-        {
-            string path = Path.Combine(directory, "network.safetensors");
-            Checkpoint.Save(path, network);
-            var (tensors, _) = TorchSafeTensors.Read(path, ScalarType.Float64);
-            mirror.to(ScalarType.Float64);
-            TorchSafeTensors.LoadInto(mirror, tensors);
-        }
-        finally
-        {
-            Directory.Delete(directory, recursive: true);
-        }
+        TorchMirror.LoadWeights(network, mirror, ScalarType.Float64);
 
         // Inputs in the ranges training sees: data in [-1, 1], z over two decades, targets of unit size.
         float[] points = Uniform(rng, batch * dim, -1, 1), z = Uniform(rng, batch, 0.05f, 20f), target = Uniform(rng, batch * width, -1, 1);
@@ -97,7 +84,7 @@ internal static class NetworkComparison
         var targetTensor = ToTensor(target, batch, width);
 
         // Forward and gradients. Our trainer's Accumulate is forward, fused loss gradient and backward; gradients
-        // start at zero (Randomize cleared them), so afterwards they are exactly this batch's.
+        // start at zero (RandomizeWeights cleared them), so afterwards they are exactly this batch's.
         var prediction = new float[batch * width];
         network.ForwardTraining(pointsBuffer.View, zBuffer.View, batch).SubView(0, prediction.Length).CopyToCPU(prediction);
         using (var trainer = new Trainer(network, new TrainerOptions(adam)))
@@ -151,27 +138,6 @@ internal static class NetworkComparison
         }
 
         return result;
-    }
-
-    /// <summary>
-    /// Fresh random weights in every tensor, uploaded as the weights and the EMA: matrices and kernels uniform with
-    /// variance 1 / fan-in (activations keep their size through the layers), GroupNorm gains 1 +- 0.3, biases and
-    /// shifts +-0.3. Gradients and Adam moments are zeroed.
-    /// </summary>
-    private static void Randomize(ParameterStore store, Random rng)
-    {
-        var weights = new float[store.Count];
-        foreach (var tensor in store.Tensors)
-        {
-            long fanIn = tensor.Shape.Skip(1).Aggregate(1L, (a, d) => a * d);
-            (float center, float half) = tensor.Shape.Length > 1 ? (0f, MathF.Sqrt(3f / fanIn))
-                : tensor.Name.EndsWith("gamma", StringComparison.Ordinal) ? (1f, 0.3f) : (0f, 0.3f);
-            for (long i = 0; i < tensor.Length; i++) weights[tensor.Offset + i] = center + half * (2 * rng.NextSingle() - 1);
-        }
-
-        store.Upload(ParameterBuffer.Weights, weights);
-        store.Upload(ParameterBuffer.Ema, weights);
-        foreach (var buffer in new[] { ParameterBuffer.Gradients, ParameterBuffer.AdamM, ParameterBuffer.AdamV }) store.Upload(buffer, new float[store.Count]);
     }
 
     private static float[] Gather(ParameterStore store, float[] buffer, IEnumerable<string> names) =>

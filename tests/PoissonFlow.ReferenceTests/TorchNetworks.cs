@@ -335,3 +335,52 @@ public sealed class TorchPfgmTrainer : IDisposable
         foreach (var t in Ema) t.Dispose();
     }
 }
+
+/// <summary>Puts the same weights into one of our networks and its TorchSharp mirror.</summary>
+public static class TorchMirror
+{
+    /// <summary>
+    /// Writes <paramref name="network"/>'s weights with <see cref="Checkpoint.Save(string, ITrainableNetwork, long)"/> to a
+    /// temporary file, reads it back with <see cref="TorchSafeTensors"/> and loads it into <paramref name="mirror"/>, which
+    /// is first converted to <paramref name="dtype"/>: the path a PyTorch user takes with our checkpoints.
+    /// </summary>
+    public static void LoadWeights(ITrainableNetwork network, nn.Module mirror, ScalarType dtype)
+    {
+        string directory = Directory.CreateTempSubdirectory("pfgm-torch-mirror-").FullName;
+        try
+        {
+            string path = Path.Combine(directory, "network.safetensors");
+            Checkpoint.Save(path, network);
+            var (tensors, _) = TorchSafeTensors.Read(path, dtype);
+            mirror.to(dtype);
+            TorchSafeTensors.LoadInto(mirror, tensors);
+            foreach (var t in tensors.Values) t.Dispose();
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// Fresh random weights in every tensor, uploaded as the weights and the EMA, so that no zero-initialised layer
+    /// (DDPM zeroes the output conv and each block's second conv) blocks the gradient flow: matrices and kernels
+    /// uniform with variance 1 / fan-in (activations keep their size through the layers), GroupNorm gains 1 +- 0.3,
+    /// biases and shifts +-0.3. Gradients and Adam moments are zeroed.
+    /// </summary>
+    public static void RandomizeWeights(ParameterStore store, Random rng)
+    {
+        var weights = new float[store.Count];
+        foreach (var tensor in store.Tensors)
+        {
+            long fanIn = tensor.Shape.Skip(1).Aggregate(1L, (a, d) => a * d);
+            (float center, float half) = tensor.Shape.Length > 1 ? (0f, MathF.Sqrt(3f / fanIn))
+                : tensor.Name.EndsWith("gamma", StringComparison.Ordinal) ? (1f, 0.3f) : (0f, 0.3f);
+            for (long i = 0; i < tensor.Length; i++) weights[tensor.Offset + i] = center + half * (2 * rng.NextSingle() - 1);
+        }
+
+        store.Upload(ParameterBuffer.Weights, weights);
+        store.Upload(ParameterBuffer.Ema, weights);
+        foreach (var buffer in new[] { ParameterBuffer.Gradients, ParameterBuffer.AdamM, ParameterBuffer.AdamV }) store.Upload(buffer, new float[store.Count]);
+    }
+}
