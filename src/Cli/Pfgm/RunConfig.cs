@@ -103,4 +103,13 @@ internal sealed record RunConfig
     /// </summary>
     public PfgmOdeOptions Ode => new() { ZMax = ZMax, ZMin = ZMin, ZExp = 0, Gamma = 0, Solver = Solver, Steps = OdeSteps };
 
+    /// <summary>What a sampler needs besides the weights, written into the checkpoint so that it stands alone.</summary>
+    public SamplingCard ToSamplingCard() => new()
+    {
+        DataShape = [Dim],
+        Hyper = Hyper,
+        PosteriorMeanScale = MeanNorm,
+        ZMin = ZMin,
+        Data = Data,
+    };
 }

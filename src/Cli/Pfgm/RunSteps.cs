@@ -27,7 +27,7 @@ internal static class RunSteps
         var timer = Stopwatch.StartNew();
         var (network, loss) = PfgmPipeline.Train(context, config, data);
         double seconds = timer.Elapsed.TotalSeconds;
-        Checkpoint.Save(folder.Checkpoint, network, config.Steps);
+        Checkpoint.Save(folder.Checkpoint, network, config.Steps, config.ToSamplingCard());
         output.WriteLine($"trained in {seconds:F1} s (final loss {F(loss)}); checkpoint {folder.Checkpoint}");
         return (config, data, network, loss, seconds);
     }
