@@ -18,8 +18,11 @@ internal sealed class ComparisonResult
     /// <summary>Gradient norm per tensor on the torch side (a zero one would make its comparison vacuous).</summary>
     public Dictionary<string, double> GradientNorms { get; } = [];
 
-    /// <summary>Global gradient norm on the torch side (what clipping compares with its limit).</summary>
+    /// <summary>Global gradient norm on the torch side for the random weights.</summary>
     public double GlobalGradientNorm => Math.Sqrt(GradientNorms.Values.Sum(n => n * n));
+
+    /// <summary>Global gradient norm of the first training step on the torch side (what clipping compares with its limit).</summary>
+    public double FirstStepGradientNorm { get; set; }
 
     public double? InputGradientError { get; set; }
 
@@ -30,6 +33,11 @@ internal sealed class ComparisonResult
     public double[] TorchLosses { get; set; } = [];
 
     public double WeightsError { get; set; }
+
+    /// <summary>Wall time of the forward + backward comparison and of the training steps (both sides).</summary>
+    public double GradientSeconds { get; set; }
+
+    public double StepsSeconds { get; set; }
 
     public double EmaError { get; set; }
 
@@ -45,7 +53,8 @@ internal sealed class ComparisonResult
             TestContext.Progress.WriteLine($"  step {k}: loss ours {OurLosses[k]:R}, torch {TorchLosses[k]:R}, relative {RelativeDifference(OurLosses[k], TorchLosses[k]):E2}");
         }
 
-        TestContext.Progress.WriteLine($"  after the steps: weights {WeightsError:E2}, EMA {EmaError:E2} (weights moved {WeightsMoved:E2})");
+        TestContext.Progress.WriteLine($"  after the steps: weights {WeightsError:E2}, EMA {EmaError:E2} (weights moved {WeightsMoved:E2}); "
+            + $"first step's gradient norm {FirstStepGradientNorm:G4}; our forward + backward {GradientSeconds:F1} s, the steps (both sides) {StepsSeconds:F1} s");
     }
 
     public static double RelativeDifference(double ours, double reference) => Math.Abs(ours - reference) / Math.Abs(reference);
@@ -55,8 +64,9 @@ internal sealed class ComparisonResult
 /// Runs one of our networks and its TorchSharp mirror side by side: fresh random weights in every tensor (so no
 /// zero-initialised layer blocks the gradient flow), written by <see cref="Checkpoint.Save(string, ITrainableNetwork, long)"/>
 /// and read back by the torch side with its own safetensors reader; one batch of random inputs; the prediction, every
-/// parameter gradient and (when the network offers it) the input gradient against libtorch autograd in float64; then
-/// <c>steps</c> training steps of our <see cref="Trainer"/> against <see cref="TorchPfgmTrainer"/> on that batch.
+/// parameter gradient and (when the network offers it) the input gradient against libtorch autograd in float64; then,
+/// from the network's own initialisation, <c>steps</c> training steps of our <see cref="Trainer"/> against
+/// <see cref="TorchPfgmTrainer"/> on that batch.
 /// libtorch runs in float64, so its numbers are the reference and the errors are ours (float32 kernels).
 /// </summary>
 internal static class NetworkComparison
@@ -83,15 +93,22 @@ internal static class NetworkComparison
         var zTensor = ToTensor(z, batch);
         var targetTensor = ToTensor(target, batch, width);
 
-        // Forward and gradients. Our trainer's Accumulate is forward, fused loss gradient and backward; gradients
-        // start at zero (RandomizeWeights cleared them), so afterwards they are exactly this batch's.
+        // Forward and gradients as the trainer takes them (forward, fused loss gradient, backward); gradients start
+        // at zero (RandomizeWeights cleared them), so afterwards they are exactly this batch's.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var prediction = new float[batch * width];
-        network.ForwardTraining(pointsBuffer.View, zBuffer.View, batch).SubView(0, prediction.Length).CopyToCPU(prediction);
-        using (var trainer = new Trainer(network, new TrainerOptions(adam)))
+        using (var dPrediction = accelerator.Allocate1D<float>(batch * width))
+        using (var rowLoss = accelerator.Allocate1D<float>(batch))
         {
-            trainer.Accumulate(pointsBuffer.View, zBuffer.View, targetBuffer.View, batch);
+            rowLoss.MemSetToZero();
+            var output = network.ForwardTraining(pointsBuffer.View, zBuffer.View, batch).SubView(0, prediction.Length);
+            output.CopyToCPU(prediction);
+            FieldLoss.For(device).ForwardBackward(output, targetBuffer.View, dPrediction.View, rowLoss.View, batch, width, reduceMean: false);
+            network.Backward(dPrediction.View, batch);
+            device.Synchronize();
         }
 
+        result.GradientSeconds = clock.Elapsed.TotalSeconds;
         float[] gradients = store.Download(ParameterBuffer.Gradients);
         float[]? ourInputGradient = inputGradient?.Invoke();
 
@@ -112,12 +129,16 @@ internal static class NetworkComparison
             result.InputGradientNorm = input.grad!.norm().item<double>();
         }
 
-        // Training steps from the same weights: zero our gradients, fresh optimisers on both sides (moments zero).
-        store.Upload(ParameterBuffer.Gradients, new float[store.Count]);
+        // Training steps from the network's own initialisation, as training starts (the random weights above make
+        // a chaotic network: its first gradient norm is ~1e3 for the U-Net, and the 1e-6 float32 / float64 weight
+        // differences after a few steps show up 50x larger in its loss). Both sides reload; moments start at zero.
+        store.Initialize((ulong)seed);
+        TorchMirror.LoadWeights(network, mirror, ScalarType.Float64);
         foreach (var parameter in mirror.parameters()) parameter.grad = null;
         var initial = mirror.parameters().Select(p => p.detach().clone()).ToArray();
         result.OurLosses = new double[steps];
         result.TorchLosses = new double[steps];
+        clock.Restart();
         using (var trainer = new Trainer(network, new TrainerOptions(adam, LossInterval: 1)))
         using (var torchTrainer = new TorchPfgmTrainer(mirror, adam))
         {
@@ -125,7 +146,10 @@ internal static class NetworkComparison
             {
                 result.OurLosses[k] = trainer.Step(pointsBuffer.View, zBuffer.View, targetBuffer.View, batch);
                 result.TorchLosses[k] = torchTrainer.Step(pointsTensor, zTensor, targetTensor);
+                if (k == 0) result.FirstStepGradientNorm = torchTrainer.LastGradientNorm;
             }
+
+            result.StepsSeconds = clock.Elapsed.TotalSeconds;
 
             var parameters = mirror.named_parameters().ToArray();
             result.WeightsError = RelativeL2(Gather(store, store.Download(ParameterBuffer.Weights), parameters.Select(p => p.name)),

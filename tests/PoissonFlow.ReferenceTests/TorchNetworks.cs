@@ -94,24 +94,22 @@ public sealed class TorchContainer : nn.Module
 /// <summary>GroupNorm with affine parameters named <c>gamma</c> / <c>beta</c> as ours are, groups min(C/4, 32), eps 1e-6.</summary>
 public sealed class TorchGroupNorm : nn.Module<Tensor, Tensor>
 {
-    private readonly Parameter _gamma, _beta;
     private readonly int _groups;
 
     /// <summary>Creates the layer (gamma 1, beta 0: TorchSharp's own GroupNorm leaves them uninitialised).</summary>
     public TorchGroupNorm(int channels) : base("group_norm")
     {
         _groups = GroupNormGroups(channels);
-        _gamma = new Parameter(ones(channels));
-        _beta = new Parameter(zeros(channels));
-        register_parameter("gamma", _gamma);
-        register_parameter("beta", _beta);
+        register_parameter("gamma", new Parameter(ones(channels)));
+        register_parameter("beta", new Parameter(zeros(channels)));
     }
 
     /// <summary>The group count our GroupNorm uses (src/Kernels/Image/GroupNorm.cs DefaultGroups).</summary>
     public static int GroupNormGroups(int channels) => Math.Clamp(channels / 4, 1, 32);
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor x) => F.group_norm(x, _groups, _gamma, _beta, 1e-6);
+    /// <remarks>The parameters are looked up by name: module.to(dtype) replaces them, so a field would go stale.</remarks>
+    public override Tensor forward(Tensor x) => F.group_norm(x, _groups, get_parameter("gamma"), get_parameter("beta"), 1e-6);
 }
 
 /// <summary>
@@ -177,11 +175,10 @@ public sealed class TorchUNet : nn.Module<Tensor, Tensor, Tensor>
     private readonly List<(TorchResBlock? Block, Conv2d? Conv, bool Upsample, bool Concat, bool Push)> _stages = [];
 
     /// <summary>Builds the network of <paramref name="config"/> (float32).</summary>
-    public TorchUNet(UNetConfig config, EmbeddingInput embeddingInput = EmbeddingInput.Z) : base("unet")
+    public TorchUNet(UNetConfig config) : base("unet")
     {
         config.Validate();
         Config = config;
-        EmbeddingInput = embeddingInput;
         int nf = config.BaseChannels, embedding = config.EmbeddingChannels, levels = config.ChannelMultipliers.Count;
         var embed = Add(new TorchContainer("embed"), "embed");
         _dense0 = embed.Add("dense0", nn.Linear(nf, embedding));
@@ -234,15 +231,12 @@ public sealed class TorchUNet : nn.Module<Tensor, Tensor, Tensor>
     /// <summary>The configuration.</summary>
     public UNetConfig Config { get; }
 
-    /// <summary>What the sinusoidal embedding reads: z itself (PFGM) or ln z.</summary>
-    public EmbeddingInput EmbeddingInput { get; }
-
     /// <summary>points [B, C*H*W] (images flattened in NCHW order) and z [B] to the prediction [B, C*H*W + 1].</summary>
     public override Tensor forward(Tensor points, Tensor z)
     {
         int c = Config.ImageChannels, size = Config.ImageSize;
         long batch = points.shape[0];
-        var embedding = F.silu(_dense1.call(F.silu(_dense0.call(TorchLayers.Sinusoidal(z, Config.BaseChannels, EmbeddingInput)))));
+        var embedding = F.silu(_dense1.call(F.silu(_dense0.call(TorchLayers.Sinusoidal(z, Config.BaseChannels, Config.EmbeddingInput)))));
         var h = _convIn.call(points.reshape(batch, c, size, size));
         var skips = new Stack<Tensor>();
         skips.Push(h);
@@ -308,6 +302,9 @@ public sealed class TorchPfgmTrainer : IDisposable
     /// <summary>Completed updates.</summary>
     public long StepCount { get; private set; }
 
+    /// <summary>The global gradient norm of the last step, before clipping.</summary>
+    public double LastGradientNorm { get; private set; }
+
     /// <summary>One step: forward, loss, backward, clip, Adam, EMA. Returns the loss before the update.</summary>
     public double Step(Tensor points, Tensor z, Tensor target)
     {
@@ -315,7 +312,9 @@ public sealed class TorchPfgmTrainer : IDisposable
         _optimizer.zero_grad();
         var loss = TorchLayers.FieldLoss(_network.call(points, z), target, _reduceMean);
         loss.backward();
-        if (_options.GradClip > 0) nn.utils.clip_grad_norm_(_parameters, _options.GradClip);
+        LastGradientNorm = _options.GradClip > 0
+            ? nn.utils.clip_grad_norm_(_parameters, _options.GradClip)
+            : Math.Sqrt(_parameters.Sum(p => p.grad is null ? 0 : p.grad.square().sum().item<double>()));
         _optimizer.step();
         _warmup.step();
         StepCount++;
