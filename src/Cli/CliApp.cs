@@ -26,6 +26,7 @@ public static class CliApp
         new TrainCommand(),
         new SampleCommand(),
         new EvalCommand(),
+        new TrainFeaturesCommand(),
         new DemoCommand(),
     ];
 
