@@ -79,7 +79,7 @@ public sealed class PfgmModelTests
         using var network = Reference();
         using var sampler = new PfgmSampler(TestDevice.Cpu, 5, 2);
         var (expected, _) = sampler.Sample(network, Ode(s_euler), upperNorm: 60, seed: 11);
-        // Same kernels, inputs and launch shapes on one device: only float reassociation could differ, so 1e-6 relative.
+        // Same kernels, inputs and launch shapes on one device: only float reassociation could differ, so 1e-6 percent.
         Assert.That(samples.Values, Is.EqualTo(expected).Within(1e-6).Percent);
         Assert.That(samples.Values.All(float.IsFinite));
     }
@@ -92,7 +92,7 @@ public sealed class PfgmModelTests
         var seven = model.Sample(7, options);
         var three = model.Sample(3, options);
         Assert.That(seven.Count, Is.EqualTo(7));
-        // The first batch is the same draw and integration whatever follows it (1e-6 relative: same arithmetic).
+        // The first batch is the same draw and integration whatever follows it (1e-6 percent: same arithmetic).
         Assert.That(seven.Values.Take(6), Is.EqualTo(three.Values).Within(1e-6).Percent);
         Assert.That(seven.Values[6..12], Is.Not.EqualTo(three.Values), "later batches draw other prior points");
         Assert.That(model.Sample(0, options).Count, Is.Zero);
@@ -110,7 +110,7 @@ public sealed class PfgmModelTests
         using var sampler = new PfgmSampler(TestDevice.Cpu, 4, 2);
         var (expectedLatents, _) = sampler.Encode(network, data, Ode(s_rk4));
         var trip = sampler.RoundTrip(network, data, Ode(s_rk4));
-        // Same arithmetic as the sampler driven directly: 1e-6 relative.
+        // Same arithmetic as the sampler driven directly: 1e-6 percent.
         Assert.That(latents, Is.EqualTo(expectedLatents).Within(1e-6).Percent);
         var (max, _) = PfgmSampler.RoundTripError(data, back.Values, 2);
         Assert.That(max, Is.EqualTo(trip.MaxError).Within(1e-5), "the model's round trip moves the points as far as the sampler's");
@@ -153,7 +153,7 @@ public sealed class PfgmModelTests
         Assert.That(() => model.Sample(4, s_euler, cancelAfterTwo, cancellation.Token), Throws.InstanceOf<OperationCanceledException>());
         Assert.That(steps, Is.EqualTo(2), "no step runs after the cancellation");
 
-        // The model stays usable and gives what an uninterrupted call gives (1e-6 relative: same arithmetic).
+        // The model stays usable and gives what an uninterrupted call gives (1e-6 percent: same arithmetic).
         using var fresh = Load();
         Assert.That(model.Sample(4, s_euler).Values, Is.EqualTo(fresh.Sample(4, s_euler).Values).Within(1e-6).Percent);
     }
