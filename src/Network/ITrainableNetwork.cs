@@ -26,6 +26,16 @@ public interface ITrainableNetwork : IFieldPredictor, IDisposable
     int OutputWidth { get; }
 
     /// <summary>
+    /// Tells the network which optimiser step its next <see cref="ForwardTraining"/> belongs to. Stochastic layers
+    /// (dropout) key their masks on it, so a run resumed from a checkpoint draws exactly the masks an uninterrupted run
+    /// would; micro-batches of one step share the step. <see cref="Trainer"/> calls it before every training forward
+    /// pass; networks without randomness ignore it.
+    /// </summary>
+    void SetTrainingStep(long step)
+    {
+    }
+
+    /// <summary>
     /// Forward pass with the live weights for <paramref name="batch"/> rows, keeping what <see cref="Backward"/> needs.
     /// Returns the prediction (batch x <see cref="OutputWidth"/>), valid until the next training forward pass.
     /// </summary>

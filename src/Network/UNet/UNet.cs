@@ -12,7 +12,7 @@ namespace PoissonFlow.Network.UNet;
 /// itself (sinusoidal features of z, Linear, SiLU, Linear: the <c>embed.dense0/1</c> slots of the parameter layout) is
 /// the caller's; each residual block's Dense(silu(emb)) runs here through <see cref="Linear"/>.
 /// Activations and their gradients are allocated once for the batch size; parameter gradients accumulate (+=).
-/// Attention is not part of this network.
+/// An inference-only network (<c>training: false</c>) allocates no gradients and runs without dropout.
 /// </summary>
 public sealed class UNet : IDisposable
 {
@@ -27,8 +27,12 @@ public sealed class UNet : IDisposable
     private readonly ArrayView<float> _normOutMean, _normOutRstd, _dEmbeddingPart;
     private ArrayView<float> _images, _embedding;
 
-    /// <summary>Builds the network for <paramref name="batch"/> images and allocates its activations.</summary>
-    public UNet(ComputeDevice device, UNetConfig config, int batch, ulong seed)
+    /// <summary>
+    /// Builds the network for <paramref name="batch"/> images and allocates its activations; <paramref name="seed"/>
+    /// keys the dropout masks. With <paramref name="training"/> false there are no gradient buffers and no dropout
+    /// (what sampling runs), and <see cref="Backward"/> throws.
+    /// </summary>
+    public UNet(ComputeDevice device, UNetConfig config, int batch, ulong seed, bool training = true)
     {
         config.Validate();
         if (batch <= 0) throw new ArgumentException($"unet: batch must be positive, got {batch}");
@@ -37,6 +41,7 @@ public sealed class UNet : IDisposable
         _slots = new ParameterSlots(config.ParameterShapes(), "unet");
         Config = config;
         Batch = batch;
+        Training = training;
         int nf = config.BaseChannels, size = config.ImageSize, levels = config.ChannelMultipliers.Count;
         _convIn = new Conv2dShape(batch, config.ImageChannels, size, size, nf, 3, 1);
         _stem = NewTensor(_convIn.OutputLength);
@@ -95,7 +100,7 @@ public sealed class UNet : IDisposable
         _normOutRstd = Allocate(_normOut.Rows);
         _convOut = new Conv2dShape(batch, channels, size, size, config.ImageChannels + 1, 3, 1);
         _convOutAct = NewTensor(_convOut.OutputLength);
-        _dEmbeddingPart = Allocate((long)batch * config.EmbeddingChannels);
+        _dEmbeddingPart = training ? Allocate((long)batch * config.EmbeddingChannels) : default;
         Last = current;
     }
 
@@ -104,6 +109,9 @@ public sealed class UNet : IDisposable
 
     /// <summary>Batch size the activations were allocated for.</summary>
     public int Batch { get; }
+
+    /// <summary>Whether the network holds the buffers of a backward pass (and applies dropout).</summary>
+    public bool Training { get; }
 
     /// <summary>Total parameters (the layout of <see cref="UNetConfig.ParameterShapes"/>).</summary>
     public long ParameterCount => _slots.Count;
@@ -149,13 +157,16 @@ public sealed class UNet : IDisposable
     }
 
     /// <summary>
-    /// From dPrediction: the parameter gradients (accumulated) and dEmbedding [batch, 4 nf], the gradient with respect
-    /// to the embedding input (written), for the caller's embedding MLP.
+    /// From dPrediction: the parameter gradients (accumulated), dEmbedding [batch, 4 nf], the gradient with respect
+    /// to the embedding input (written), for the caller's embedding MLP, and, when <paramref name="dImages"/> is not
+    /// empty, the gradient with respect to the images [batch, C, H, W] (written; one more launch).
     /// </summary>
-    public void Backward(ArrayView<float> dPrediction, ArrayView<float> dEmbedding)
+    public void Backward(ArrayView<float> dPrediction, ArrayView<float> dEmbedding, ArrayView<float> dImages = default)
     {
+        if (!Training) throw new InvalidOperationException("unet: built for inference only, it has no backward pass");
         Require(dPrediction, (long)Batch * PredictionLength, "dPrediction");
         Require(dEmbedding, (long)Batch * Config.EmbeddingChannels, "dEmbedding");
+        if (dImages.Length > 0) Require(dImages, _convIn.InputLength, "dImages");
         var conv = Conv2d.For(_device);
         Elementwise.For(_device).Fill(dEmbedding, 0f);
         FieldHead.For(_device).Backward(dPrediction, _convOutAct.Gradient, Batch, _convOut.OutChannels, _convOut.OutHeight * _convOut.OutWidth);
@@ -167,6 +178,7 @@ public sealed class UNet : IDisposable
         for (int i = stages.Count - 1; i >= 0; i--) BackwardStage(stages[i], dEmbedding);
         AddSkipGradient(_stem);
         conv.BackwardWeights(_convIn, _images, _stem.Gradient, G("conv_in.weight"), G("conv_in.bias"));
+        if (dImages.Length > 0) conv.BackwardInput(_convIn, _stem.Gradient, P("conv_in.weight"), dImages);
     }
 
     /// <summary>
@@ -288,7 +300,7 @@ public sealed class UNet : IDisposable
     private Tensor AddBlock(List<Stage> stages, string name, Tensor input, Tensor? skip, int channels, int outChannels, int size, ulong seed, int skipChannels = 0)
     {
         var block = new ResBlock(_device, Batch, channels + skipChannels, outChannels, size, Config.EmbeddingChannels,
-            Config.Dropout, Config.SkipRescale, seed, (uint)_blocks.Count);
+            Training ? Config.Dropout : 0f, Config.SkipRescale, seed, (uint)_blocks.Count, Training);
         _blocks.Add(block);
         var output = NewTensor(block.OutputLength);
         var stage = new Stage
@@ -300,22 +312,25 @@ public sealed class UNet : IDisposable
             Channels = channels,
             Spatial = size * size,
             EmbeddingBias = Allocate((long)Batch * outChannels),
-            EmbeddingBiasGradient = Allocate((long)Batch * outChannels),
+            EmbeddingBiasGradient = Training ? Allocate((long)Batch * outChannels) : default,
         };
         if (skip is not null)
         {
             stage.Skip = skip;
             stage.SkipChannels = skipChannels;
             stage.Concat = Allocate(block.InputLength);
-            stage.ConcatGradient = Allocate(block.InputLength);
-            skip.SkipGradient = Allocate(skip.Value.Length);
+            if (Training)
+            {
+                stage.ConcatGradient = Allocate(block.InputLength);
+                skip.SkipGradient = Allocate(skip.Value.Length);
+            }
         }
 
         stages.Add(stage);
         return output;
     }
 
-    private Tensor NewTensor(long length) => new() { Value = Allocate(length), Gradient = Allocate(length) };
+    private Tensor NewTensor(long length) => new() { Value = Allocate(length), Gradient = Training ? Allocate(length) : default };
 
     private ArrayView<float> P(string name) => _slots.Value(name);
 

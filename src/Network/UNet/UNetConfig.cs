@@ -1,3 +1,7 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using PoissonFlow.Kernels;
+
 namespace PoissonFlow.Network.UNet;
 
 /// <summary>One named parameter tensor of a network, in the order its values sit in the parameter buffer.</summary>
@@ -20,6 +24,14 @@ public sealed record ParameterShape(string Name, int[] Shape)
 /// </summary>
 public sealed class UNetConfig
 {
+    private static readonly JsonSerializerOptions s_json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower, allowIntegerValues: false) },
+        // A misspelt field must not silently fall back to its default.
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    };
+
     /// <summary>Image channels C (1 for MNIST, 3 for CIFAR-10).</summary>
     public required int ImageChannels { get; init; }
 
@@ -41,7 +53,14 @@ public sealed class UNetConfig
     /// <summary>Divide each residual sum by sqrt(2) (NCSN++ skip_rescale); DDPM does not.</summary>
     public bool SkipRescale { get; init; }
 
+    /// <summary>
+    /// What the sinusoidal embedding (nf features) reads: z itself, as PFGM's DDPM++ configs do (spec section 4,
+    /// the default), or ln z.
+    /// </summary>
+    public EmbeddingInput EmbeddingInput { get; init; } = EmbeddingInput.Z;
+
     /// <summary>Width of the embedding MLP: 4 nf.</summary>
+    [JsonIgnore]
     public int EmbeddingChannels => 4 * BaseChannels;
 
     /// <summary>
@@ -63,6 +82,7 @@ public sealed class UNetConfig
     {
         if (ImageChannels <= 0) throw new ArgumentException($"unet: image channels must be positive, got {ImageChannels}");
         if (BaseChannels <= 0 || BaseChannels % 4 != 0) throw new ArgumentException($"unet: base channels must be a positive multiple of 4, got {BaseChannels}");
+        if (ChannelMultipliers is null) throw new ArgumentException("unet: channel multipliers are missing");
         if (ChannelMultipliers.Count == 0 || ChannelMultipliers.Any(m => m <= 0))
         {
             throw new ArgumentException($"unet: channel multipliers must be positive and at least one, got ({string.Join(", ", ChannelMultipliers)})");
@@ -141,4 +161,26 @@ public sealed class UNetConfig
 
     /// <summary>Total number of parameters.</summary>
     public long ParameterCount() => ParameterShapes().Sum(p => p.Length);
+
+    /// <summary>The config as compact JSON with snake_case names (what checkpoints store); <see cref="FromJson"/> inverts it exactly.</summary>
+    public string ToJson() => JsonSerializer.Serialize(this, s_json);
+
+    /// <summary>Parses and validates <see cref="ToJson"/>'s output.</summary>
+    /// <exception cref="ArgumentException">Malformed JSON, a missing, unknown or mistyped field, or an invalid value; the message names the field.</exception>
+    public static UNetConfig FromJson(string json)
+    {
+        UNetConfig? config;
+        try
+        {
+            config = JsonSerializer.Deserialize<UNetConfig>(json, s_json);
+        }
+        catch (JsonException e)
+        {
+            throw new ArgumentException($"unet config JSON: {e.Message}", e);
+        }
+
+        if (config is null) throw new ArgumentException("unet config JSON is null");
+        config.Validate();
+        return config;
+    }
 }
