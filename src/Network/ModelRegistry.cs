@@ -1,5 +1,6 @@
 using System.Text.Json;
 using PoissonFlow.Kernels.Device;
+using PoissonFlow.Network.UNet;
 
 namespace PoissonFlow.Network;
 
@@ -26,13 +27,15 @@ public sealed class MissingSamplingCardException : CheckpointException
 
 /// <summary>
 /// The one place that turns a checkpoint's model-type tag and config JSON into a network: the application API, the
-/// CLI and the tests all build networks from checkpoints through it. Known types: <see cref="Mlp.TypeTag"/>.
+/// CLI and the tests all build networks from checkpoints through it. Known types: <see cref="Mlp.TypeTag"/> and
+/// <see cref="UNetNetwork.TypeTag"/>.
 /// </summary>
 public static class ModelRegistry
 {
     private static readonly Dictionary<string, Func<ComputeDevice, string, ulong, ITrainableNetwork>> Factories = new(StringComparer.Ordinal)
     {
         [Mlp.TypeTag] = (device, json, seed) => new Mlp(device, MlpConfig.FromJson(json), seed),
+        [UNetNetwork.TypeTag] = UNetNetwork.FromConfigJson,
     };
 
     /// <summary>The model-type tags this version can build, sorted.</summary>

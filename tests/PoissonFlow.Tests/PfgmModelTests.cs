@@ -247,6 +247,46 @@ public sealed class PfgmModelTests
         Assert.That(File.Exists(Path.Combine(_folder, "four.png")), Is.False);
     }
 
+    [Test]
+    public void An_image_checkpoint_loads_the_unet_samples_with_the_image_ode_and_draws_a_grid()
+    {
+        var config = new PoissonFlow.Network.UNet.UNetConfig
+        {
+            ImageChannels = 1, ImageSize = 8, BaseChannels = 8, ChannelMultipliers = [1, 2], ResBlocksPerLevel = 1, Dropout = 0,
+        };
+        var card = new SamplingCard
+        {
+            DataShape = [1, 8, 8],
+            Hyper = new PfgmHyperParameters(M: 200, ZMax: 20, UpperNorm: 300),
+            ZMin = 0.01,
+            PixelRange = [-1, 1],
+            Data = "test images",
+        };
+        string path = Path.Combine(_folder, "unet.safetensors");
+        using (var net = new PoissonFlow.Network.UNet.UNetNetwork(TestDevice.Cpu, config, seed: 2)) Checkpoint.Save(path, net, step: 3, card);
+
+        using var model = PfgmModel.Load(path, TestDevice.Cpu);
+        Assert.That(model.ModelType, Is.EqualTo(PoissonFlow.Network.UNet.UNetNetwork.TypeTag));
+        Assert.That(model.IsImageModel);
+        var options = new SampleOptions { Solver = OdeSolver.Euler, Steps = 2, Seed = 4 };
+        var images = model.Sample(2, options);
+
+        // The field network predicts the field itself: the official z-substitution (gamma 5, z_exp 5) applies.
+        using var network = ModelRegistry.Load(TestDevice.Cpu, path);
+        using var sampler = new PfgmSampler(TestDevice.Cpu, 2, 64);
+        var ode = new PfgmOdeOptions { ZMax = 20, ZMin = 0.01, Gamma = 5, ZExp = 5, Solver = OdeSolver.Euler, Steps = 2 };
+        var (expected, _) = sampler.Sample(network, ode, upperNorm: 300, seed: 4);
+        // Same kernels and launch shapes on one device: 1e-6 percent.
+        Assert.That(images.Values, Is.EqualTo(expected).Within(1e-6).Percent);
+
+        string png = Path.Combine(_folder, "grid.png");
+        images.SavePng(png);
+        var bytes = File.ReadAllBytes(png);
+        // Two 8x8 tiles side by side with 2-pixel padding: 22 x 12 pixels (IHDR width and height, big-endian).
+        Assert.That(System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(16)), Is.EqualTo(22));
+        Assert.That(System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(20)), Is.EqualTo(12));
+    }
+
     private static Exception? Catch(Action action)
     {
         try
