@@ -15,10 +15,11 @@ using var config = JsonDocument.Parse(metadata["model_config"]);
 using var card = JsonDocument.Parse(metadata["pfgm_sampling"]);
 int dim = config.RootElement.GetProperty("dim").GetInt32(), depth = config.RootElement.GetProperty("depth").GetInt32();
 int embedding = config.RootElement.GetProperty("embedding_size").GetInt32();
-if (metadata["model_type"] != "mlp" || config.RootElement.GetProperty("embedding_input").GetString() != "z"
-    || config.RootElement.GetProperty("activation").GetString() != "silu" || !card.RootElement.TryGetProperty("posterior_mean_scale", out var scaleJson))
+bool logZ = config.RootElement.GetProperty("embedding_input").GetString() == "log_z";
+if (metadata["model_type"] != "mlp" || config.RootElement.GetProperty("activation").GetString() != "silu"
+    || !card.RootElement.TryGetProperty("posterior_mean_scale", out var scaleJson))
 {
-    Console.Error.WriteLine("this comparison app handles posterior-mean MLPs with z embedding and SiLU only");
+    Console.Error.WriteLine("this comparison app handles posterior-mean MLPs with SiLU only");
     return 2;
 }
 
@@ -34,8 +35,8 @@ var frequencies = torch.exp(torch.arange(half, dtype: float64) * (-Math.Log(1000
 
 Tensor Field(Tensor x, double z)
 {
-    // Posterior-mean network: x scaled by 1/sqrt(|x|^2 + z^2 + c^2), [x, sin, cos of z * freq] -> MLP -> ybar.
-    var zColumn = torch.full(x.shape[0], 1, z, dtype: float32);
+    // Posterior-mean network: x scaled by 1/sqrt(|x|^2 + z^2 + c^2), [x, sin, cos of (ln) z * freq] -> MLP -> ybar.
+    var zColumn = torch.full(x.shape[0], 1, logZ ? Math.Log(Math.Max(z, 1e-10)) : z, dtype: float32);
     var scaled = x / torch.sqrt((x * x).sum(1, keepdim: true) + z * z + scale * scale);
     var angles = zColumn * frequencies.unsqueeze(0);
     var h = torch.cat([scaled, torch.sin(angles), torch.cos(angles)], 1);
