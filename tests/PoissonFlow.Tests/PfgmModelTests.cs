@@ -212,6 +212,23 @@ public sealed class PfgmModelTests
     }
 
     [Test]
+    public void The_registry_knows_both_networks_and_names_bad_configs_and_mismatched_cards()
+    {
+        Assert.That(ModelRegistry.ModelTypes, Is.EqualTo(new[] { Mlp.TypeTag, PoissonFlow.Network.UNet.UNetNetwork.TypeTag }));
+        Assert.That(() => ModelRegistry.Create(TestDevice.Cpu, Mlp.TypeTag, "{not json"), Throws.ArgumentException.With.Message.Contains("not valid JSON"));
+        Assert.That(() => ModelRegistry.Create(TestDevice.Cpu, Mlp.TypeTag, """{"dim": 2, "depth": 0}"""), Throws.ArgumentException.With.Message.Contains("depth"));
+        Assert.That(() => ModelRegistry.Create(TestDevice.Cpu, "gan", "{}"), Throws.InstanceOf<UnknownModelTypeException>().With.Message.Contains("'gan'"));
+
+        using var network = ModelRegistry.Load(TestDevice.Cpu, _checkpoint);
+        Assert.That(network, Is.InstanceOf<Mlp>());
+        using var direct = Mlp.FromCheckpoint(TestDevice.Cpu, _checkpoint);
+        Assert.That(network.Parameters.Download(ParameterBuffer.Ema), Is.EqualTo(direct.Parameters.Download(ParameterBuffer.Ema)));
+        var wrongCard = s_card with { DataShape = [3] };
+        Assert.That(() => ModelRegistry.ForSampling(network, wrongCard), Throws.InstanceOf<CheckpointException>().With.Message.Contains("3 values per data point"));
+        Assert.That(ModelRegistry.ForSampling(network, s_card with { PosteriorMeanScale = null }), Is.SameAs(network), "a field network is sampled as it is");
+    }
+
+    [Test]
     public void Asking_for_cuda_without_a_gpu_is_a_device_error()
     {
         if (ComputeDevice.CudaAvailable()) Assert.Ignore("this machine has a CUDA device");
