@@ -27,6 +27,7 @@ public static class CliApp
         new TrainCommand(),
         new SampleCommand(),
         new EvalCommand(),
+        new TrainFeaturesCommand(),
         new DemoCommand(),
     ];
 

@@ -10,7 +10,8 @@ namespace PoissonFlow.Network.UNet;
 /// The compact PFGM U-Net of a <see cref="UNetConfig"/> on the device, forward and backward, from the images and the
 /// embedding activations silu(emb) [batch, 4 nf] to the (N + 1)-vector field prediction per sample. The embedding MLP
 /// itself (sinusoidal features of z, Linear, SiLU, Linear: the <c>embed.dense0/1</c> slots of the parameter layout) is
-/// the caller's; each residual block's Dense(silu(emb)) runs here through <see cref="Linear"/>.
+/// the caller's; each residual block's Dense(silu(emb)) runs here through <see cref="Linear"/>. Self-attention blocks
+/// follow the residual blocks of the configured levels and sit between the middle blocks (<see cref="UNetConfig.AttentionLevels"/>).
 /// Activations and their gradients are allocated once for the batch size; parameter gradients accumulate (+=).
 /// An inference-only network (<c>training: false</c>) allocates no gradients and runs without dropout.
 /// </summary>
@@ -21,6 +22,7 @@ public sealed class UNet : IDisposable
     private readonly ParameterSlots _slots;
     private readonly List<Stage> _encoder = [], _middle = [], _decoder = [];
     private readonly List<ResBlock> _blocks = [];
+    private readonly List<AttentionBlock> _attentions = [];
     private readonly Conv2dShape _convIn, _convOut;
     private readonly GroupNormShape _normOut;
     private readonly Tensor _stem, _normOutAct, _convOutAct;
@@ -56,6 +58,7 @@ public sealed class UNet : IDisposable
             {
                 current = AddBlock(_encoder, $"down{level}.block{b}", current, null, channels, width, size, seed);
                 channels = width;
+                if (config.AttentionLevels.Contains(level)) current = AddAttention(_encoder, $"down{level}.attn{b}", current, channels, size);
                 skips.Push(current);
             }
 
@@ -71,6 +74,7 @@ public sealed class UNet : IDisposable
         }
 
         current = AddBlock(_middle, "mid.block0", current, null, channels, channels, size, seed);
+        if (config.MiddleAttention) current = AddAttention(_middle, "mid.attn", current, channels, size);
         current = AddBlock(_middle, "mid.block1", current, null, channels, channels, size, seed);
         for (int level = levels - 1; level >= 0; level--)
         {
@@ -81,6 +85,7 @@ public sealed class UNet : IDisposable
                 int skipChannels = (int)(skip.Value.Length / ((long)batch * size * size));
                 current = AddBlock(_decoder, $"up{level}.block{b}", current, skip, channels, width, size, seed, skipChannels);
                 channels = width;
+                if (config.AttentionLevels.Contains(level)) current = AddAttention(_decoder, $"up{level}.attn{b}", current, channels, size);
             }
 
             if (level > 0)
@@ -130,9 +135,16 @@ public sealed class UNet : IDisposable
         _slots.Bind(parameters, gradients);
         foreach (var stage in _encoder.Concat(_middle).Concat(_decoder))
         {
-            if (stage.Block is null) continue;
-            var (blockOffset, _) = Slot($"{stage.Name}.norm0.gamma");
-            stage.Block.Bind(parameters.SubView(blockOffset, stage.Block.ParameterCount), gradients.SubView(blockOffset, stage.Block.ParameterCount));
+            if (stage.Block is { } block)
+            {
+                var (blockOffset, _) = Slot($"{stage.Name}.norm0.gamma");
+                block.Bind(parameters.SubView(blockOffset, block.ParameterCount), gradients.SubView(blockOffset, block.ParameterCount));
+            }
+            else if (stage.Attention is { } attention)
+            {
+                var (offset, _) = Slot($"{stage.Name}.norm.gamma");
+                attention.Bind(parameters.SubView(offset, attention.ParameterCount), gradients.SubView(offset, attention.ParameterCount));
+            }
         }
     }
 
@@ -192,6 +204,13 @@ public sealed class UNet : IDisposable
         foreach (var stage in _encoder.Concat(_middle).Concat(_decoder))
         {
             var input = values[stage.Input];
+            if (stage.Attention is { } attention)
+            {
+                var (offset, _) = Slot($"{stage.Name}.norm.gamma");
+                values[stage.Output] = attention.ForwardReference(input, parameters.AsSpan((int)offset, (int)attention.ParameterCount));
+                continue;
+            }
+
             if (stage.Block is { } block)
             {
                 if (stage.Skip is { } skip)
@@ -224,13 +243,21 @@ public sealed class UNet : IDisposable
     public void Dispose()
     {
         foreach (var block in _blocks) block.Dispose();
+        foreach (var attention in _attentions) attention.Dispose();
         _blocks.Clear();
+        _attentions.Clear();
         _arena.Dispose();
     }
 
     private void ForwardStage(Stage stage, uint step)
     {
         var conv = Conv2d.For(_device);
+        if (stage.Attention is { } attention)
+        {
+            attention.Forward(stage.Input.Value, stage.Output.Value);
+            return;
+        }
+
         if (stage.Block is { } block)
         {
             var input = stage.Input.Value;
@@ -264,6 +291,12 @@ public sealed class UNet : IDisposable
     {
         AddSkipGradient(stage.Output);
         var conv = Conv2d.For(_device);
+        if (stage.Attention is { } attention)
+        {
+            attention.Backward(stage.Output.Gradient, stage.Input.Gradient);
+            return;
+        }
+
         if (stage.Block is { } block)
         {
             var dInput = stage.Skip is null ? stage.Input.Gradient : stage.ConcatGradient;
@@ -330,6 +363,15 @@ public sealed class UNet : IDisposable
         return output;
     }
 
+    private Tensor AddAttention(List<Stage> stages, string name, Tensor input, int channels, int size)
+    {
+        var attention = new AttentionBlock(_device, Batch, channels, size, Config.SkipRescale, Training);
+        _attentions.Add(attention);
+        var output = NewTensor(attention.Length);
+        stages.Add(new Stage { Name = name, Input = input, Output = output, Attention = attention, Channels = channels, Spatial = size * size });
+        return output;
+    }
+
     private Tensor NewTensor(long length) => new() { Value = Allocate(length), Gradient = Training ? Allocate(length) : default };
 
     private ArrayView<float> P(string name) => _slots.Value(name);
@@ -353,7 +395,7 @@ public sealed class UNet : IDisposable
         public ArrayView<float> SkipGradient { get; set; }
     }
 
-    /// <summary>One step of the network: a residual block (with an optional skip concat) or a resampling conv.</summary>
+    /// <summary>One step of the network: a residual block (with an optional skip concat), an attention block or a resampling conv.</summary>
     private sealed class Stage
     {
         public required string Name { get; init; }
@@ -363,6 +405,8 @@ public sealed class UNet : IDisposable
         public required Tensor Output { get; init; }
 
         public ResBlock? Block { get; init; }
+
+        public AttentionBlock? Attention { get; init; }
 
         public Conv2dShape Conv { get; init; }
 

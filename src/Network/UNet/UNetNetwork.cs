@@ -16,8 +16,8 @@ namespace PoissonFlow.Network.UNet;
 /// Parameters live in one unpadded <see cref="ParameterStore"/> laid out exactly as
 /// <see cref="UNetConfig.ParameterShapes"/>, initialised like DDPM: conv and linear weights uniform in
 /// +-1/sqrt(fan_in) (PyTorch's default bound), biases 0, GroupNorm gains 1 and shifts 0, and zero weights for each
-/// residual block's second conv and for the output conv (DDPM's <c>init_scale = 0</c>), so the network starts as a
-/// near-identity stack whose prediction is 0.
+/// residual block's second conv, each attention block's output projection and the output conv (DDPM's
+/// <c>init_scale = 0</c>), so every block starts as the identity on its shortcut and the prediction starts at 0.
 /// </para>
 /// <para>
 /// The U-Net's activations are allocated per batch size (its shapes fix the batch); the last two batch sizes used are
@@ -105,6 +105,9 @@ public sealed class UNetNetwork : ITrainableNetwork
             ? body.InputGradient
             : throw new InvalidOperationException("unet: no input gradient: set ComputeInputGradient before Backward");
 
+    /// <summary>The optimiser step the training forward passes draw their dropout masks for (see <see cref="SetTrainingStep"/>).</summary>
+    public long TrainingStep => _trainingStep;
+
     /// <summary>Creates the network from the config JSON a checkpoint stores (<see cref="ConfigJson"/>).</summary>
     /// <exception cref="ArgumentException">The JSON is malformed or a field is missing, unknown or invalid; the message names it.</exception>
     public static UNetNetwork FromConfigJson(ComputeDevice device, string configJson, ulong seed = 0) =>
@@ -189,7 +192,8 @@ public sealed class UNetNetwork : ITrainableNetwork
         string name = shape.Name;
         if (name.EndsWith(".gamma", StringComparison.Ordinal)) return new ParameterSpec(name, shape.Shape, 0f, InitCenter: 1f);
         if (!name.EndsWith(".weight", StringComparison.Ordinal)) return new ParameterSpec(name, shape.Shape, 0f);
-        bool zero = name == "conv_out.weight" || name.EndsWith(".conv1.weight", StringComparison.Ordinal);
+        bool zero = name == "conv_out.weight" || name.EndsWith(".conv1.weight", StringComparison.Ordinal)
+            || name.EndsWith(".proj_out.weight", StringComparison.Ordinal);
         long fanIn = shape.Length / shape.Shape[0];
         return new ParameterSpec(name, shape.Shape, zero ? 0f : (float)(1.0 / Math.Sqrt(fanIn)));
     }
