@@ -50,17 +50,25 @@ internal static class ImageSampling
         if (!File.Exists(folder.Checkpoint)) throw new UserErrorException($"{folder.Checkpoint}: no checkpoint; train first with 'pfgm train'");
 
         var device = context.Device;
-        using var network = ImageModels.Create(device, config);
+        ITrainableNetwork loaded;
+        CheckpointInfo info;
         try
         {
-            Checkpoint.LoadWeights(folder.Checkpoint, network);
+            // The checkpoint names its own network (type and config), so it is loaded as it was saved.
+            loaded = ModelRegistry.Load(device, folder.Checkpoint, out info);
         }
         catch (CheckpointException e)
         {
             throw new UserErrorException(e.Message, e);
         }
 
-        var step = Checkpoint.ReadInfo(folder.Checkpoint).Step;
+        using var network = loaded;
+        if (network.Dim != config.Dim)
+        {
+            throw new UserErrorException($"{folder.Checkpoint}: holds a network for {network.Dim} values per image, the run's config.json says {config.Dim}");
+        }
+
+        long step = info.Step;
         var options = (config with { ZMin = zMin }).Ode(solver, steps);
         int batch = Math.Min(count, MaxBatch), dim = config.Dim;
         var samples = new float[(long)count * dim];

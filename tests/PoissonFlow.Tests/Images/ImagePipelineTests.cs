@@ -47,6 +47,7 @@ public sealed class ImagePipelineTests
         Assert.That(info.Sampling!.DataShape, Is.EqualTo(new[] { 1, 8, 8 }));
         Assert.That(info.Sampling.PixelRange, Is.EqualTo(new[] { -1.0, 1.0 }));
         Assert.That(info.Sampling.PosteriorMeanScale, Is.Null, "image networks predict the field itself");
+        Assert.That((info.Sampling.SamplerGamma, info.Sampling.SamplerZExp), Is.EqualTo((5.0, 5.0)), "the z-substitution of spec section 5");
 
         using var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "config.json")));
         Assert.That(config.RootElement.GetProperty("kind").GetString(), Is.EqualTo("images"));
