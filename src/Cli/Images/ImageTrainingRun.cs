@@ -193,44 +193,40 @@ internal static class ImageTrainingRun
         using var training = new PfgmTraining(trainer, data.Images, new PfgmTrainingOptions(config.Hyper, config.Batch, config.ReferenceBatch,
             config.Gamma, config.RestrictM, (ulong)config.Seed, PfgmTarget.Field));
         var progress = context.Progress(config.Steps);
-        double trainSeconds = log.TrainSeconds;
         long startStep = trainer.StepCount;
-        var timer = new Stopwatch();
+        // total: every training step of this session; steady: all but the first, whose time is mostly kernel
+        // compilation. Both pause for previews and checkpoint writes.
+        var total = new Stopwatch();
+        var steady = new Stopwatch();
         while (trainer.StepCount < config.Steps)
         {
-            timer.Start();
+            total.Start();
+            if (trainer.StepCount > startStep) steady.Start();
             float loss = training.Step();
             long step = trainer.StepCount;
-            if (trainer.LastLossStep == step)
-            {
-                timer.Stop();
-                log.Losses.Add(new LossEntry(step, loss));
-                progress.Report(step, loss);
-            }
-
+            if (step == startStep + 1) device.Synchronize();
+            if (trainer.LastLossStep == step) log.Losses.Add(new LossEntry(step, loss));
+            // Every step, with the latest loss read (reading it every step would synchronise every step).
+            progress.Report(step, float.IsNaN(trainer.LastLoss) ? null : trainer.LastLoss);
             if (step % config.CheckpointEvery == 0 || step == config.Steps)
             {
-                if (trainer.LastLossStep != step)
-                {
-                    loss = trainer.ReadLoss();
-                    log.Losses.Add(new LossEntry(step, loss));
-                }
-
-                timer.Stop();
-                trainSeconds = log.TrainSeconds + timer.Elapsed.TotalSeconds;
+                if (trainer.LastLossStep != step) log.Losses.Add(new LossEntry(step, trainer.ReadLoss()));
+                total.Stop();
+                steady.Stop();
                 previews.AddRange(Preview(context, network, config));
                 log.PreviewSteps.Add(step);
-                WriteLog(folder, config, log with { TrainSeconds = trainSeconds }, previews);
+                WriteLog(folder, config, log with { TrainSeconds = log.TrainSeconds + total.Elapsed.TotalSeconds }, previews);
                 Checkpoint.Save(checkpoint, trainer, config.ToSamplingCard());
             }
         }
 
         progress.Finish();
         long trained = trainer.StepCount - startStep;
-        double seconds = trainSeconds - log.TrainSeconds;
-        double imagesPerSecond = seconds > 0 ? trained * (double)config.Batch / seconds : double.NaN;
-        output.WriteLine($"trained {trained} steps in {seconds:F1} s ({imagesPerSecond:G3} images/s, {seconds / Math.Max(trained, 1) * 1000:F0} ms/step); " +
-                         $"final loss {F(trainer.LastLoss)}; checkpoint {checkpoint}");
+        double seconds = total.Elapsed.TotalSeconds;
+        string rate = trained > 1
+            ? $"{(trained - 1) * (double)config.Batch / steady.Elapsed.TotalSeconds:G3} images/s, {steady.Elapsed.TotalMilliseconds / (trained - 1):F0} ms/step after the first"
+            : $"{seconds * 1000:F0} ms for the one step, kernel compilation included";
+        output.WriteLine($"trained {trained} steps in {seconds:F1} s ({rate}); final loss {F(trainer.LastLoss)}; checkpoint {checkpoint}");
         output.WriteLine($"plots: {LossPlotPath(folder)}, {PreviewPlotPath(folder)}");
     }
 
