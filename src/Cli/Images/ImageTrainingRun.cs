@@ -220,6 +220,7 @@ internal static class ImageTrainingRun
             }
         }
 
+        progress.Report(trainer.StepCount, trainer.LastLoss);
         progress.Finish();
         long trained = trainer.StepCount - startStep;
         double seconds = total.Elapsed.TotalSeconds;
