@@ -132,6 +132,8 @@ internal sealed record ImageRunConfig
         DataShape = [Channels, Height, Width],
         Hyper = Hyper,
         ZMin = ZMin,
+        Gamma = Gamma,
+        ZExp = ZExp,
         PixelRange = [-1, 1],
         Data = Data,
     };
