@@ -82,6 +82,9 @@ public sealed class PosteriorMeanNetwork : ITrainableNetwork
     public void Backward(ArrayView<float> dPrediction, int batch) => Inner.Backward(dPrediction, batch);
 
     /// <inheritdoc />
+    public void SetTrainingStep(long step) => Inner.SetTrainingStep(step);
+
+    /// <inheritdoc />
     public void Dispose()
     {
         _scaled?.Dispose();

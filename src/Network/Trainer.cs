@@ -96,6 +96,7 @@ public sealed class Trainer : IDisposable
     {
         EnsureCapacity(batch);
         int width = Network.OutputWidth;
+        Network.SetTrainingStep(StepCount);
         var prediction = Network.ForwardTraining(points, z, batch);
         var dPrediction = _dPrediction!.View.SubView(0, (long)batch * width);
         _loss.ForwardBackward(prediction, target, dPrediction, _rowLoss!.View, batch, width, Options.ReduceMean, weight);
