@@ -155,6 +155,11 @@ public sealed class ImagePipelineTests
         Assert.That(euler.ExitCode, Is.EqualTo(0), euler.Error);
         Assert.That(Npy.Read(other).Shape, Is.EqualTo(new[] { 3, 64 }));
         Assert.That(File.Exists(Path.ChangeExtension(other, ".png")), Is.True);
+
+        // eval on an image run judges its samples as image samples: 8x8 ones are refused as not Fashion-MNIST-shaped.
+        CliHarness.Run("eval", "--run", run).AssertUserError("samples.npy", "not Fashion-MNIST images");
+        File.Delete(Path.Combine(run, "samples.npy"));
+        CliHarness.Run("eval", "--run", run).AssertUserError("no such file", "pfgm sample");
     }
 
     [Test]
