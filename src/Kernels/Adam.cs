@@ -18,6 +18,8 @@ namespace PoissonFlow.Kernels;
 /// <param name="WarmupSteps">Linear warmup length; 0 disables warmup.</param>
 /// <param name="GradClip">Maximum global gradient norm; 0 or less disables clipping.</param>
 /// <param name="EmaRate">EMA rate (0.9999 in PFGM); 0 makes the EMA track the weights.</param>
+/// <param name="DecaySteps">After the warmup, decay the learning rate linearly to zero over this many steps (short
+/// classifier runs converge better so); 0, PFGM's choice, keeps it constant.</param>
 public sealed record AdamOptions(
     float LearningRate = 2e-4f,
     float Beta1 = 0.9f,
@@ -26,7 +28,8 @@ public sealed record AdamOptions(
     float WeightDecay = 0f,
     int WarmupSteps = 5000,
     float GradClip = 1f,
-    float EmaRate = 0.9999f)
+    float EmaRate = 0.9999f,
+    int DecaySteps = 0)
 {
     /// <summary>
     /// The per-step scalars for the update that follows <paramref name="step"/> completed updates (0 for the first),
@@ -36,6 +39,7 @@ public sealed record AdamOptions(
     {
         if (step < 0) throw new ArgumentOutOfRangeException(nameof(step), step, "step must be non-negative");
         double lr = WarmupSteps > 0 ? LearningRate * Math.Min((double)step / WarmupSteps, 1.0) : LearningRate;
+        if (DecaySteps > 0) lr *= Math.Max(0.0, 1.0 - (double)Math.Max(0, step - WarmupSteps) / DecaySteps);
         double t = step + 1;
         double biasCorrection1 = 1.0 - Math.Pow(Beta1, t);
         double biasCorrection2 = 1.0 - Math.Pow(Beta2, t);

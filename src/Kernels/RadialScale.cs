@@ -11,8 +11,8 @@ namespace PoissonFlow.Kernels;
 /// of direction alone). For a fixed z the map is one-to-one. One grid-stride launch over the rows.
 /// <para>
 /// The same length s = √(|x|² + z² + c²) also scales a network's output back up: <see cref="Skip"/> forms
-/// ȳ = x + s F from a bounded residual F, the skip connection of the residual posterior-mean form (see
-/// PosteriorMeanNetwork), and <see cref="Residual"/> computes its training target F = (ȳ − x) / s.
+/// ȳ = k x + s F, k = c²/(c² + z²), from a bounded residual F, the skip connection of the residual posterior-mean form (see
+/// PosteriorMeanNetwork), and <see cref="Residual"/> computes its training target F = (ȳ − k x) / s.
 /// </para>
 /// </summary>
 public sealed class RadialScale
@@ -51,7 +51,7 @@ public sealed class RadialScale
     }
 
     /// <summary>
-    /// The skip connection ȳ = x + s F: <paramref name="residual"/> and <paramref name="output"/> are batch x (dim + 1)
+    /// The skip connection ȳ = k x + s F (k = <see cref="SkipWeight"/>): <paramref name="residual"/> and <paramref name="output"/> are batch x (dim + 1)
     /// (a network's rows; the last value of each row passes through unchanged), <paramref name="points"/> batch x dim.
     /// <paramref name="output"/> may be <paramref name="residual"/> itself (each row is read before it is written).
     /// </summary>
@@ -62,7 +62,7 @@ public sealed class RadialScale
     }
 
     /// <summary>
-    /// The inverse of <see cref="Skip"/>, the training target of the residual: F = (ȳ − x) / s from the posterior means
+    /// The inverse of <see cref="Skip"/>, the training target of the residual: F = (ȳ − k x) / s from the posterior means
     /// <paramref name="mean"/> (batch x dim), written as rows (F, 0) of batch x (dim + 1) into <paramref name="target"/>.
     /// </summary>
     public void Residual(ArrayView<float> points, ArrayView<float> z, ArrayView<float> mean, ArrayView<float> target, int batch, int dim, float scale)

@@ -9,13 +9,15 @@ namespace PoissonFlow.Network;
 /// <param name="ConfigJson">The model config as JSON.</param>
 /// <param name="Step">Completed optimiser updates when it was written.</param>
 /// <param name="HasOptimizerState">Whether the Adam moments are included (training can resume).</param>
-public sealed record CheckpointInfo(string ModelType, string ConfigJson, long Step, bool HasOptimizerState);
+/// <param name="Sampling">What a sampler needs besides the weights, when the checkpoint carries it.</param>
+public sealed record CheckpointInfo(string ModelType, string ConfigJson, long Step, bool HasOptimizerState, SamplingCard? Sampling = null);
 
 /// <summary>
 /// Training checkpoints as safetensors files that Python's <c>safetensors</c> opens directly. Tensors: the weights
 /// under their own names (<c>layers.0.weight</c>, ... so a PyTorch module with the same names can load them), the EMA
 /// weights as <c>ema.&lt;name&gt;</c>, and Adam's moments as <c>adam_m.&lt;name&gt;</c> / <c>adam_v.&lt;name&gt;</c>.
-/// Metadata: <c>model_type</c>, <c>model_config</c> (JSON), <c>step</c>, <c>format</c> = pt. Writes are atomic;
+/// Metadata: <c>model_type</c>, <c>model_config</c> (JSON), <c>step</c>, <c>format</c> = pt, and optionally the
+/// <see cref="SamplingCard"/> (JSON under <see cref="SamplingCard.MetadataKey"/>). Writes are atomic;
 /// loads validate everything (file, header, model type and config, every tensor's presence and shape) before
 /// touching the model, so a failed load changes nothing.
 /// </summary>
@@ -29,10 +31,19 @@ public static class Checkpoint
     private const string AdamVPrefix = "adam_v.";
 
     /// <summary>Saves the full training state: weights, EMA, Adam moments, step and model config (synchronises).</summary>
-    public static void Save(string path, Trainer trainer) => Write(path, trainer.Network, trainer.StepCount, includeOptimizer: true);
+    /// <param name="path">The file to write (atomically).</param>
+    /// <param name="trainer">The training state.</param>
+    /// <param name="sampling">What a sampler needs besides the weights (stored in the metadata when given).</param>
+    public static void Save(string path, Trainer trainer, SamplingCard? sampling = null) =>
+        Write(path, trainer.Network, trainer.StepCount, includeOptimizer: true, sampling);
 
     /// <summary>Saves a network for sampling only: weights and EMA weights, with the model config.</summary>
-    public static void Save(string path, ITrainableNetwork network, long step = 0) => Write(path, network, step, includeOptimizer: false);
+    /// <param name="path">The file to write (atomically).</param>
+    /// <param name="network">The network.</param>
+    /// <param name="step">The training step to record.</param>
+    /// <param name="sampling">What a sampler needs besides the weights (stored in the metadata when given).</param>
+    public static void Save(string path, ITrainableNetwork network, long step = 0, SamplingCard? sampling = null) =>
+        Write(path, network, step, includeOptimizer: false, sampling);
 
     /// <summary>Reads a checkpoint's metadata (validating the file's structure).</summary>
     /// <exception cref="CheckpointException">The file is unreadable or lacks the metadata.</exception>
@@ -73,8 +84,9 @@ public static class Checkpoint
         store.Device.Synchronize();
     }
 
-    private static void Write(string path, ITrainableNetwork network, long step, bool includeOptimizer)
+    private static void Write(string path, ITrainableNetwork network, long step, bool includeOptimizer, SamplingCard? sampling)
     {
+        sampling?.Validate();
         var store = network.Parameters;
         var tensors = new List<NamedTensor>();
         void Add(ParameterBuffer buffer, string prefix)
@@ -98,6 +110,7 @@ public static class Checkpoint
             [ConfigKey] = network.ConfigJson,
             [StepKey] = step.ToString(CultureInfo.InvariantCulture),
         };
+        if (sampling is not null) metadata[SamplingCard.MetadataKey] = sampling.ToJson();
         SafeTensorsFile.Write(path, tensors, metadata);
     }
 
@@ -112,7 +125,20 @@ public static class Checkpoint
         }
 
         bool optimizer = file.Names.Any(n => n.StartsWith(AdamMPrefix, StringComparison.Ordinal));
-        return new CheckpointInfo(type, config, step, optimizer);
+        SamplingCard? sampling = null;
+        if (file.Metadata.TryGetValue(SamplingCard.MetadataKey, out var card))
+        {
+            try
+            {
+                sampling = SamplingCard.FromJson(card);
+            }
+            catch (ArgumentException e)
+            {
+                throw new CheckpointException($"{file.Path}: metadata '{SamplingCard.MetadataKey}' is invalid: {e.Message}");
+            }
+        }
+
+        return new CheckpointInfo(type, config, step, optimizer, sampling);
     }
 
     private static CheckpointInfo RequireSameModel(SafeTensorsFile file, ITrainableNetwork network)

@@ -6,7 +6,7 @@ namespace PoissonFlow.Network;
 /// <summary>
 /// A field network that <see cref="Trainer"/> can optimise and <see cref="Checkpoint"/> can save: its parameters
 /// live in one <see cref="ParameterStore"/>, the training forward pass keeps its activations, and the backward pass
-/// ACCUMULATES parameter gradients (so micro-batches add up). The MLP implements it; the U-Net will too.
+/// ACCUMULATES parameter gradients (so micro-batches add up). The MLP and the U-Net (<c>UNetNetwork</c>) implement it.
 /// </summary>
 public interface ITrainableNetwork : IFieldPredictor, IDisposable
 {
@@ -24,6 +24,16 @@ public interface ITrainableNetwork : IFieldPredictor, IDisposable
 
     /// <summary>Values per predicted row: N + 1 for PFGM.</summary>
     int OutputWidth { get; }
+
+    /// <summary>
+    /// Tells the network which optimiser step its next <see cref="ForwardTraining"/> belongs to. Stochastic layers
+    /// (dropout) key their masks on it, so a run resumed from a checkpoint draws exactly the masks an uninterrupted run
+    /// would; micro-batches of one step share the step. <see cref="Trainer"/> calls it before every training forward
+    /// pass; networks without randomness ignore it.
+    /// </summary>
+    void SetTrainingStep(long step)
+    {
+    }
 
     /// <summary>
     /// Forward pass with the live weights for <paramref name="batch"/> rows, keeping what <see cref="Backward"/> needs.

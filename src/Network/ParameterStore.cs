@@ -25,12 +25,14 @@ public enum ParameterBuffer
 
 /// <summary>
 /// Declares one parameter tensor: its name (PyTorch style, e.g. <c>layers.0.weight</c>), shape, and initial values
-/// drawn uniformly from [-<paramref name="InitBound"/>, <paramref name="InitBound"/>] (0 gives zeros).
+/// drawn uniformly from [<paramref name="InitCenter"/> - <paramref name="InitBound"/>, <paramref name="InitCenter"/> +
+/// <paramref name="InitBound"/>] (bound 0 gives the constant center: zeros, or ones for a normalisation's gain).
 /// </summary>
 /// <param name="Name">Unique name, also the checkpoint tensor name.</param>
 /// <param name="Shape">Dimensions, row-major.</param>
 /// <param name="InitBound">Half-width of the uniform initialisation.</param>
-public sealed record ParameterSpec(string Name, int[] Shape, float InitBound);
+/// <param name="InitCenter">Center of the uniform initialisation.</param>
+public sealed record ParameterSpec(string Name, int[] Shape, float InitBound, float InitCenter = 0f);
 
 /// <summary>A parameter tensor's place in the store's buffers.</summary>
 /// <param name="Name">Unique name.</param>
@@ -43,8 +45,9 @@ public sealed record ParameterTensor(string Name, int[] Shape, long Offset, long
 /// llm.c-style parameter memory: weights, gradients, Adam's m and v, and the EMA weights each live in ONE device
 /// buffer, and every tensor is a named view at the same offset in all five. Whole-model operations (gradient norm,
 /// the fused Adam+EMA step, zeroing, checkpoints) are therefore single launches or single copies over a buffer,
-/// whatever the layer count. Tensors start on <see cref="Alignment"/>-float boundaries (256 bytes, so vectorised
-/// GPU loads stay aligned); the padding stays zero in every buffer and is inert under Adam.
+/// whatever the layer count. Tensors start on <see cref="Alignment"/>-float boundaries by default (256 bytes, so
+/// vectorised GPU loads stay aligned); the padding stays zero in every buffer and is inert under Adam. A network whose
+/// layers address one flat, unpadded layout (the U-Net) asks for alignment 1.
 /// </summary>
 public sealed class ParameterStore : IDisposable
 {
@@ -54,10 +57,14 @@ public sealed class ParameterStore : IDisposable
     private readonly MemoryBuffer1D<float, Stride1D.Dense>[] _buffers;
     private readonly Dictionary<string, ParameterTensor> _byName;
 
-    /// <summary>Lays out <paramref name="specs"/> and allocates the five buffers (all zero until <see cref="Initialize"/>).</summary>
-    /// <exception cref="ArgumentException">A name repeats, or a shape is empty or not positive.</exception>
-    public ParameterStore(ComputeDevice device, IReadOnlyList<ParameterSpec> specs)
+    /// <summary>
+    /// Lays out <paramref name="specs"/> with each tensor's offset a multiple of <paramref name="alignment"/> floats and
+    /// allocates the five buffers (all zero until <see cref="Initialize"/>).
+    /// </summary>
+    /// <exception cref="ArgumentException">A name repeats, a shape is empty or not positive, or the alignment is not positive.</exception>
+    public ParameterStore(ComputeDevice device, IReadOnlyList<ParameterSpec> specs, int alignment = Alignment)
     {
+        if (alignment <= 0) throw new ArgumentException($"parameter store: alignment must be positive, got {alignment}");
         Device = device;
         Specs = specs;
         var tensors = new List<ParameterTensor>(specs.Count);
@@ -74,7 +81,7 @@ public sealed class ParameterStore : IDisposable
             var tensor = new ParameterTensor(spec.Name, spec.Shape, offset, length);
             if (!_byName.TryAdd(spec.Name, tensor)) throw new ArgumentException($"parameter name '{spec.Name}' is used twice");
             tensors.Add(tensor);
-            offset += (length + Alignment - 1) / Alignment * Alignment;
+            offset += (length + alignment - 1) / alignment * alignment;
         }
 
         Tensors = tensors;
@@ -120,7 +127,7 @@ public sealed class ParameterStore : IDisposable
     /// <summary>
     /// Deterministic initialisation from <paramref name="seed"/>: each tensor draws from its own SplitMix64 stream
     /// (seeded by the seed and the tensor's name, so adding a tensor does not shift the others), uniform in
-    /// [-bound, bound]. Gradients and Adam moments are zeroed and the EMA starts equal to the weights.
+    /// [center - bound, center + bound]. Gradients and Adam moments are zeroed and the EMA starts equal to the weights.
     /// </summary>
     public void Initialize(ulong seed)
     {
@@ -128,7 +135,7 @@ public sealed class ParameterStore : IDisposable
         foreach (var (spec, tensor) in Specs.Zip(Tensors))
         {
             var rng = new SplitMix64(seed ^ StableHash(tensor.Name));
-            for (long i = 0; i < tensor.Length; i++) weights[tensor.Offset + i] = spec.InitBound * (2f * rng.NextFloat() - 1f);
+            for (long i = 0; i < tensor.Length; i++) weights[tensor.Offset + i] = spec.InitCenter + spec.InitBound * (2f * rng.NextFloat() - 1f);
         }
 
         Upload(ParameterBuffer.Weights, weights);

@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using ILGPU;
 using ILGPU.Runtime;
 using PoissonFlow.Kernels;
@@ -6,17 +7,19 @@ using PoissonFlow.Kernels.Device;
 namespace PoissonFlow.Network;
 
 /// <summary>How the inner network's output becomes the posterior mean ȳ.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<PosteriorMeanForm>))]
 public enum PosteriorMeanForm
 {
     /// <summary>The inner network outputs ȳ itself.</summary>
     Direct,
 
     /// <summary>
-    /// The inner network outputs a residual F and ȳ = x + s F, with s = √(|x|² + z² + c²) the length the inputs are
-    /// divided by (<see cref="RadialScale.Skip"/>). Near the data at small z, ȳ ≈ x (the Poisson kernel is symmetric),
-    /// so F ≈ 0 there: the network no longer has to rebuild the identity through the radial scaling, which the direct
-    /// form gets wrong by several hundredths of the data scale, far more than the z the sampler stops at. Far away
-    /// F ≈ (ȳ − x)/|x| is a bounded direction. The same skip as EDM's preconditioning, with s in place of σ.
+    /// The inner network outputs a residual F and ȳ = k x + s F, with k = c²/(c² + z²) and s = √(|x|² + z² + c²) the
+    /// length the inputs are divided by (<see cref="RadialScale.Skip"/>; EDM's c_skip with σ = z, σ_data = c). Near the
+    /// plane and the data ȳ ≈ x (the Poisson kernel is symmetric), so F ≈ 0 there: the network no longer has to
+    /// rebuild the identity through the radial scaling, which the direct form gets wrong by several hundredths of the
+    /// data scale, more than the z the sampler stops at. Far above the data ȳ ≈ its centre and F ≈ 0 too; far out
+    /// sideways F ≈ −x/|x| is a bounded direction.
     /// </summary>
     Residual,
 }
@@ -96,9 +99,9 @@ public sealed class PosteriorMeanNetwork : ITrainableNetwork
 
     /// <summary>
     /// The inner network's raw output with the live weights, for training against <see cref="TrainingTarget"/>: (ȳ, 0)
-    /// in the direct form, (F, 0) with F = (ȳ − x)/s in the residual form. The residual's loss is the error of ȳ in
+    /// in the direct form, (F, 0) with F = (ȳ − k x)/s in the residual form. The residual's loss is the error of ȳ in
     /// units of s (EDM's loss weight 1/c_out²): near the data an error counts against the data scale c, far away
-    /// against the distance, so the few far points no longer dominate the loss.
+    /// against the distance, which is also about how much an error there moves the sample in the end.
     /// </summary>
     public ArrayView<float> ForwardTraining(ArrayView<float> points, ArrayView<float> z, int batch) =>
         Inner.ForwardTraining(ScaleInput(points, z, batch), z, batch);
@@ -115,6 +118,9 @@ public sealed class PosteriorMeanNetwork : ITrainableNetwork
         if (Form == PosteriorMeanForm.Residual) _scaleOp.Residual(points, z, mean, target, batch, Dim, Scale);
         else _fieldOp.Target(mean, target, batch, Dim);
     }
+
+    /// <inheritdoc />
+    public void SetTrainingStep(long step) => Inner.SetTrainingStep(step);
 
     /// <inheritdoc />
     public void Dispose()

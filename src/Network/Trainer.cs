@@ -42,10 +42,7 @@ public sealed class TrainingDivergedException : Exception
 public sealed class Trainer : IDisposable
 {
     private readonly FieldLoss _loss;
-    private readonly GlobalNorm _norm;
-    private readonly Adam _adam;
-    private readonly MemoryBuffer1D<float, Stride1D.Dense> _normPartials;
-    private readonly MemoryBuffer1D<int, Stride1D.Dense> _status;
+    private readonly ParameterOptimizer _optimizer;
     private MemoryBuffer1D<float, Stride1D.Dense>? _dPrediction;
     private MemoryBuffer1D<float, Stride1D.Dense>? _rowLoss;
     private int _capacity;
@@ -57,12 +54,8 @@ public sealed class Trainer : IDisposable
         if (options.LossInterval < 1) throw new ArgumentException($"trainer: loss interval must be at least 1, got {options.LossInterval}");
         Network = network;
         Options = options;
-        var device = network.Device;
-        _loss = FieldLoss.For(device);
-        _norm = GlobalNorm.For(device);
-        _adam = Adam.For(device);
-        _normPartials = device.Accelerator.Allocate1D<float>(_norm.PartialCount);
-        _status = device.Accelerator.Allocate1D(new[] { -1 });
+        _loss = FieldLoss.For(network.Device);
+        _optimizer = new ParameterOptimizer(network.Parameters, options.Adam);
     }
 
     /// <summary>The network being trained.</summary>
@@ -72,7 +65,7 @@ public sealed class Trainer : IDisposable
     public TrainerOptions Options { get; }
 
     /// <summary>Completed optimiser updates (the step counter the warmup, bias corrections and EMA use).</summary>
-    public long StepCount { get; private set; }
+    public long StepCount => _optimizer.StepCount;
 
     /// <summary>Mean loss over the last read interval (NaN before the first read).</summary>
     public float LastLoss { get; private set; } = float.NaN;
@@ -103,6 +96,7 @@ public sealed class Trainer : IDisposable
     {
         EnsureCapacity(batch);
         int width = Network.OutputWidth;
+        Network.SetTrainingStep(StepCount);
         var prediction = Network.ForwardTraining(points, z, batch);
         var dPrediction = _dPrediction!.View.SubView(0, (long)batch * width);
         _loss.ForwardBackward(prediction, target, dPrediction, _rowLoss!.View, batch, width, Options.ReduceMean, weight);
@@ -116,12 +110,7 @@ public sealed class Trainer : IDisposable
     /// <exception cref="TrainingDivergedException">A read step found a non-finite gradient.</exception>
     public float Update()
     {
-        var store = Network.Parameters;
-        var gradients = store.View(ParameterBuffer.Gradients);
-        _norm.SumOfSquaresPartials(gradients, _normPartials.View);
-        _adam.Step(store.View(ParameterBuffer.Weights), gradients, store.View(ParameterBuffer.AdamM), store.View(ParameterBuffer.AdamV),
-            store.View(ParameterBuffer.Ema), _normPartials.View, _status.View, Options.Adam.ScalarsForStep(StepCount));
-        StepCount++;
+        _optimizer.Update();
         _lossAccumulations++;
         if (StepCount == 1 || StepCount % Options.LossInterval == 0) ReadLoss();
         return LastLoss;
@@ -153,13 +142,9 @@ public sealed class Trainer : IDisposable
     /// <exception cref="TrainingDivergedException">A gradient norm was not finite.</exception>
     public void CheckFinite()
     {
-        int bad = _status.GetAsArray1D()[0];
+        int bad = _optimizer.DivergedStep();
         if (bad < 0) return;
-        var store = Network.Parameters;
-        var gradients = store.Download(ParameterBuffer.Gradients);
-        var tensors = store.Tensors
-            .Where(t => gradients.AsSpan((int)t.Offset, (int)t.Length).ToArray().Any(v => !float.IsFinite(v)))
-            .Select(t => t.Name).ToList();
+        var tensors = _optimizer.NonFiniteGradientTensors();
         string which = tensors.Count > 0 ? string.Join(", ", tensors) : "(none left: the gradients were reset)";
         string loss = float.IsFinite(LastLoss) ? "" : $" (the loss is {LastLoss}: check the inputs and targets)";
         throw new TrainingDivergedException(
@@ -173,19 +158,17 @@ public sealed class Trainer : IDisposable
     /// </summary>
     internal void Restore(long stepCount)
     {
-        StepCount = stepCount;
+        _optimizer.Restore(stepCount);
         LastLoss = float.NaN;
         LastLossStep = stepCount;
         _lossAccumulations = 0;
         _rowLoss?.MemSetToZero();
-        _status.CopyFromCPU(new[] { -1 });
     }
 
     /// <inheritdoc />
     public void Dispose()
     {
-        _normPartials.Dispose();
-        _status.Dispose();
+        _optimizer.Dispose();
         _dPrediction?.Dispose();
         _rowLoss?.Dispose();
     }

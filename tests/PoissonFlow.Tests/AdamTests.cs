@@ -80,6 +80,19 @@ public sealed class AdamTests
     }
 
     [Test]
+    public void LinearDecayReachesZeroAfterWarmupPlusDecaySteps()
+    {
+        var options = s_options with { DecaySteps = 8 };
+        Assert.Multiple(() =>
+        {
+            Assert.That(options.ScalarsForStep(3).LearningRate, Is.EqualTo(0.05f), "warmup ends at full rate");
+            Assert.That(options.ScalarsForStep(7).LearningRate, Is.EqualTo(0.025f).Within(1e-9), "half way through the decay");
+            Assert.That(options.ScalarsForStep(11).LearningRate, Is.EqualTo(0f));
+            Assert.That(options.ScalarsForStep(50).LearningRate, Is.EqualTo(0f), "stays at zero");
+        });
+    }
+
+    [Test]
     public void NonFiniteGradientChangesNothingAndRecordsTheStep()
     {
         const int n = 100;

@@ -174,4 +174,42 @@ public sealed class CheckpointTests
     }
 
     private static int[] Shape(SafeTensorsFile file, string name) => file.Shape(name);
+
+    [Test]
+    public void SamplingCardRoundTripsThroughTheCheckpoint()
+    {
+        using var mlp = new Mlp(TestDevice.Cpu, s_config, seed: 3);
+        var card = new SamplingCard
+        {
+            DataShape = [2],
+            Hyper = new PoissonFlow.Data.PfgmHyperParameters(M: 291, ZMax: 26.5, UpperNorm: 530.1),
+            PosteriorMeanScale = 0.66,
+            ZMin = 0.02,
+            Data = "heart",
+        };
+        string path = Path.Combine(_folder, "card.safetensors");
+        Checkpoint.Save(path, mlp, step: 4, card);
+        var info = Checkpoint.ReadInfo(path);
+        Assert.That(info.Sampling, Is.Not.Null);
+        Assert.That(info.Sampling!.ToJson(), Is.EqualTo(card.ToJson()));
+        Assert.That(info.Sampling.Hyper, Is.EqualTo(card.Hyper));
+        Assert.That(info.Sampling.Dim, Is.EqualTo(2));
+        Checkpoint.Save(path, mlp, step: 4);
+        Assert.That(Checkpoint.ReadInfo(path).Sampling, Is.Null, "a checkpoint without a card reads back without one");
+    }
+
+    [Test]
+    public void InvalidSamplingCardIsRefusedBeforeWritingAndNamedWhenRead()
+    {
+        using var mlp = new Mlp(TestDevice.Cpu, s_config, seed: 3);
+        var bad = new SamplingCard { DataShape = [2], Hyper = new PoissonFlow.Data.PfgmHyperParameters(10, 5, 50), ZMin = 7 };
+        string path = Path.Combine(_folder, "bad.safetensors");
+        Assert.That(() => Checkpoint.Save(path, mlp, 0, bad), Throws.ArgumentException.With.Message.Contains("z_min"));
+        Assert.That(File.Exists(path), Is.False);
+        Assert.That(() => SamplingCard.FromJson("{\"data_shape\": [2]"), Throws.ArgumentException.With.Message.Contains("not valid JSON"));
+        Assert.That(() => SamplingCard.FromJson("{\"data_shape\": [2], \"z_min\": 0.1}"), Throws.ArgumentException.With.Message.Contains("hyper"));
+        Assert.That(
+            () => SamplingCard.FromJson("{\"data_shape\": [0], \"hyper\": {\"m\": 10, \"z_max\": 5, \"upper_norm\": 50}, \"z_min\": 0.1}"),
+            Throws.ArgumentException.With.Message.Contains("data shape"));
+    }
 }

@@ -9,23 +9,26 @@ namespace PoissonFlow.Tests;
 /// </summary>
 public sealed class UNetTests
 {
-    private static UNetConfig Toy() => new()
+    private static UNetConfig Toy(int[] attention) => new()
     {
         ImageChannels = 1,
         ImageSize = 4,
         BaseChannels = 8,
         ChannelMultipliers = [1, 2],
         ResBlocksPerLevel = 1,
+        AttentionLevels = attention,
         Dropout = 0.1f,
         SkipRescale = true,
     };
 
-    [Test]
-    public void ForwardAndBackwardMatchFloat64CompositionAndFiniteDifferences()
+    // Without attention, and with attention at both levels (after every block and in the middle).
+    [TestCase(new int[0])]
+    [TestCase(new[] { 0, 1 })]
+    public void ForwardAndBackwardMatchFloat64CompositionAndFiniteDifferences(int[] attention)
     {
         const int batch = 2;
         const uint step = 3;
-        var config = Toy();
+        var config = Toy(attention);
         var device = TestDevice.Cpu;
         using var net = new UNet(device, config, batch, seed: 7);
         Assert.That(net.ParameterCount, Is.EqualTo(config.ParameterCount()));

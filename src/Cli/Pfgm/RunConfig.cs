@@ -56,7 +56,7 @@ internal sealed record RunConfig
     public int Depth { get; init; } = 3;
 
     /// <summary>
-    /// Whether the MLP predicts ȳ or the residual of the skip ȳ = x + s F (<see cref="PosteriorMeanForm"/>). New runs
+    /// Whether the MLP predicts ȳ or the residual F of the skip ȳ = k x + s F (<see cref="PosteriorMeanForm"/>). New runs
     /// use the residual form (<see cref="PfgmPipeline.Derive"/> sets it); the record's default is the direct form
     /// because run folders written before the residual form have no such field and hold direct-form networks.
     /// </summary>
@@ -119,4 +119,14 @@ internal sealed record RunConfig
     /// </summary>
     public PfgmOdeOptions Ode => new() { ZMax = ZMax, ZMin = ZMin, ZExp = 0, Gamma = 0, Solver = Solver, Steps = OdeSteps };
 
+    /// <summary>What a sampler needs besides the weights, written into the checkpoint so that it stands alone.</summary>
+    public SamplingCard ToSamplingCard() => new()
+    {
+        DataShape = [Dim],
+        Hyper = Hyper,
+        PosteriorMeanScale = MeanNorm,
+        MeanForm = MeanForm,
+        ZMin = ZMin,
+        Data = Data,
+    };
 }

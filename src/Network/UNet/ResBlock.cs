@@ -38,8 +38,9 @@ public sealed class ResBlock : IDisposable
     /// <param name="skipRescale">Divide the residual sum by sqrt(2).</param>
     /// <param name="seed">Dropout seed.</param>
     /// <param name="layer">Index that tells this block's dropout mask apart from the other blocks'.</param>
+    /// <param name="training">False for an inference-only block: no gradient buffers, and <see cref="Backward"/> throws.</param>
     public ResBlock(ComputeDevice device, int batch, int inChannels, int outChannels, int size, int embeddingChannels,
-        float dropout, bool skipRescale, ulong seed, uint layer)
+        float dropout, bool skipRescale, ulong seed, uint layer, bool training = true)
     {
         _device = device;
         _arena = new DeviceArena(device);
@@ -66,10 +67,15 @@ public sealed class ResBlock : IDisposable
         _h3 = dropout > 0 ? Allocate(outLength) : _h2;
         _h4 = Allocate(outLength);
         _skip = HasShortcutConv ? Allocate(outLength) : default;
-        _g4 = Allocate(outLength);
-        _gSkip = Allocate(outLength);
-        _g3 = Allocate(outLength);
-        _g0 = Allocate(inLength);
+        Training = training;
+        if (training)
+        {
+            _g4 = Allocate(outLength);
+            _gSkip = Allocate(outLength);
+            _g3 = Allocate(outLength);
+            _g0 = Allocate(inLength);
+        }
+
         _slots = new ParameterSlots(ParameterShapes("", inChannels, outChannels, embeddingChannels), "res block");
     }
 
@@ -84,6 +90,9 @@ public sealed class ResBlock : IDisposable
 
     /// <summary>Number of parameters, including the Dense layer the caller applies.</summary>
     public long ParameterCount => _slots.Count;
+
+    /// <summary>Whether the block holds the buffers of a backward pass.</summary>
+    public bool Training { get; }
 
     /// <summary>Elements of the input tensor.</summary>
     public long InputLength => _conv0.InputLength;
@@ -156,6 +165,7 @@ public sealed class ResBlock : IDisposable
     public void Backward(ArrayView<float> dOutput, ArrayView<float> dInput, ArrayView<float> dEmbeddingBias)
     {
         _slots.RequireBound();
+        if (!Training) throw new InvalidOperationException("res block: built for inference only, it has no backward pass");
         var norm = GroupNorm.For(_device);
         var conv = Conv2d.For(_device);
         ResidualAdd.For(_device).Backward(dOutput, _gSkip, _g4, _scale);

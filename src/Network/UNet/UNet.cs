@@ -10,9 +10,10 @@ namespace PoissonFlow.Network.UNet;
 /// The compact PFGM U-Net of a <see cref="UNetConfig"/> on the device, forward and backward, from the images and the
 /// embedding activations silu(emb) [batch, 4 nf] to the (N + 1)-vector field prediction per sample. The embedding MLP
 /// itself (sinusoidal features of z, Linear, SiLU, Linear: the <c>embed.dense0/1</c> slots of the parameter layout) is
-/// the caller's; each residual block's Dense(silu(emb)) runs here through <see cref="Linear"/>.
+/// the caller's; each residual block's Dense(silu(emb)) runs here through <see cref="Linear"/>. Self-attention blocks
+/// follow the residual blocks of the configured levels and sit between the middle blocks (<see cref="UNetConfig.AttentionLevels"/>).
 /// Activations and their gradients are allocated once for the batch size; parameter gradients accumulate (+=).
-/// Attention is not part of this network.
+/// An inference-only network (<c>training: false</c>) allocates no gradients and runs without dropout.
 /// </summary>
 public sealed class UNet : IDisposable
 {
@@ -21,14 +22,19 @@ public sealed class UNet : IDisposable
     private readonly ParameterSlots _slots;
     private readonly List<Stage> _encoder = [], _middle = [], _decoder = [];
     private readonly List<ResBlock> _blocks = [];
+    private readonly List<AttentionBlock> _attentions = [];
     private readonly Conv2dShape _convIn, _convOut;
     private readonly GroupNormShape _normOut;
     private readonly Tensor _stem, _normOutAct, _convOutAct;
     private readonly ArrayView<float> _normOutMean, _normOutRstd, _dEmbeddingPart;
     private ArrayView<float> _images, _embedding;
 
-    /// <summary>Builds the network for <paramref name="batch"/> images and allocates its activations.</summary>
-    public UNet(ComputeDevice device, UNetConfig config, int batch, ulong seed)
+    /// <summary>
+    /// Builds the network for <paramref name="batch"/> images and allocates its activations; <paramref name="seed"/>
+    /// keys the dropout masks. With <paramref name="training"/> false there are no gradient buffers and no dropout
+    /// (what sampling runs), and <see cref="Backward"/> throws.
+    /// </summary>
+    public UNet(ComputeDevice device, UNetConfig config, int batch, ulong seed, bool training = true)
     {
         config.Validate();
         if (batch <= 0) throw new ArgumentException($"unet: batch must be positive, got {batch}");
@@ -37,6 +43,7 @@ public sealed class UNet : IDisposable
         _slots = new ParameterSlots(config.ParameterShapes(), "unet");
         Config = config;
         Batch = batch;
+        Training = training;
         int nf = config.BaseChannels, size = config.ImageSize, levels = config.ChannelMultipliers.Count;
         _convIn = new Conv2dShape(batch, config.ImageChannels, size, size, nf, 3, 1);
         _stem = NewTensor(_convIn.OutputLength);
@@ -51,6 +58,7 @@ public sealed class UNet : IDisposable
             {
                 current = AddBlock(_encoder, $"down{level}.block{b}", current, null, channels, width, size, seed);
                 channels = width;
+                if (config.AttentionLevels.Contains(level)) current = AddAttention(_encoder, $"down{level}.attn{b}", current, channels, size);
                 skips.Push(current);
             }
 
@@ -66,6 +74,7 @@ public sealed class UNet : IDisposable
         }
 
         current = AddBlock(_middle, "mid.block0", current, null, channels, channels, size, seed);
+        if (config.MiddleAttention) current = AddAttention(_middle, "mid.attn", current, channels, size);
         current = AddBlock(_middle, "mid.block1", current, null, channels, channels, size, seed);
         for (int level = levels - 1; level >= 0; level--)
         {
@@ -76,6 +85,7 @@ public sealed class UNet : IDisposable
                 int skipChannels = (int)(skip.Value.Length / ((long)batch * size * size));
                 current = AddBlock(_decoder, $"up{level}.block{b}", current, skip, channels, width, size, seed, skipChannels);
                 channels = width;
+                if (config.AttentionLevels.Contains(level)) current = AddAttention(_decoder, $"up{level}.attn{b}", current, channels, size);
             }
 
             if (level > 0)
@@ -95,7 +105,7 @@ public sealed class UNet : IDisposable
         _normOutRstd = Allocate(_normOut.Rows);
         _convOut = new Conv2dShape(batch, channels, size, size, config.ImageChannels + 1, 3, 1);
         _convOutAct = NewTensor(_convOut.OutputLength);
-        _dEmbeddingPart = Allocate((long)batch * config.EmbeddingChannels);
+        _dEmbeddingPart = training ? Allocate((long)batch * config.EmbeddingChannels) : default;
         Last = current;
     }
 
@@ -104,6 +114,9 @@ public sealed class UNet : IDisposable
 
     /// <summary>Batch size the activations were allocated for.</summary>
     public int Batch { get; }
+
+    /// <summary>Whether the network holds the buffers of a backward pass (and applies dropout).</summary>
+    public bool Training { get; }
 
     /// <summary>Total parameters (the layout of <see cref="UNetConfig.ParameterShapes"/>).</summary>
     public long ParameterCount => _slots.Count;
@@ -122,9 +135,16 @@ public sealed class UNet : IDisposable
         _slots.Bind(parameters, gradients);
         foreach (var stage in _encoder.Concat(_middle).Concat(_decoder))
         {
-            if (stage.Block is null) continue;
-            var (blockOffset, _) = Slot($"{stage.Name}.norm0.gamma");
-            stage.Block.Bind(parameters.SubView(blockOffset, stage.Block.ParameterCount), gradients.SubView(blockOffset, stage.Block.ParameterCount));
+            if (stage.Block is { } block)
+            {
+                var (blockOffset, _) = Slot($"{stage.Name}.norm0.gamma");
+                block.Bind(parameters.SubView(blockOffset, block.ParameterCount), gradients.SubView(blockOffset, block.ParameterCount));
+            }
+            else if (stage.Attention is { } attention)
+            {
+                var (offset, _) = Slot($"{stage.Name}.norm.gamma");
+                attention.Bind(parameters.SubView(offset, attention.ParameterCount), gradients.SubView(offset, attention.ParameterCount));
+            }
         }
     }
 
@@ -149,13 +169,16 @@ public sealed class UNet : IDisposable
     }
 
     /// <summary>
-    /// From dPrediction: the parameter gradients (accumulated) and dEmbedding [batch, 4 nf], the gradient with respect
-    /// to the embedding input (written), for the caller's embedding MLP.
+    /// From dPrediction: the parameter gradients (accumulated), dEmbedding [batch, 4 nf], the gradient with respect
+    /// to the embedding input (written), for the caller's embedding MLP, and, when <paramref name="dImages"/> is not
+    /// empty, the gradient with respect to the images [batch, C, H, W] (written; one more launch).
     /// </summary>
-    public void Backward(ArrayView<float> dPrediction, ArrayView<float> dEmbedding)
+    public void Backward(ArrayView<float> dPrediction, ArrayView<float> dEmbedding, ArrayView<float> dImages = default)
     {
+        if (!Training) throw new InvalidOperationException("unet: built for inference only, it has no backward pass");
         Require(dPrediction, (long)Batch * PredictionLength, "dPrediction");
         Require(dEmbedding, (long)Batch * Config.EmbeddingChannels, "dEmbedding");
+        if (dImages.Length > 0) Require(dImages, _convIn.InputLength, "dImages");
         var conv = Conv2d.For(_device);
         Elementwise.For(_device).Fill(dEmbedding, 0f);
         FieldHead.For(_device).Backward(dPrediction, _convOutAct.Gradient, Batch, _convOut.OutChannels, _convOut.OutHeight * _convOut.OutWidth);
@@ -167,6 +190,7 @@ public sealed class UNet : IDisposable
         for (int i = stages.Count - 1; i >= 0; i--) BackwardStage(stages[i], dEmbedding);
         AddSkipGradient(_stem);
         conv.BackwardWeights(_convIn, _images, _stem.Gradient, G("conv_in.weight"), G("conv_in.bias"));
+        if (dImages.Length > 0) conv.BackwardInput(_convIn, _stem.Gradient, P("conv_in.weight"), dImages);
     }
 
     /// <summary>
@@ -180,6 +204,13 @@ public sealed class UNet : IDisposable
         foreach (var stage in _encoder.Concat(_middle).Concat(_decoder))
         {
             var input = values[stage.Input];
+            if (stage.Attention is { } attention)
+            {
+                var (offset, _) = Slot($"{stage.Name}.norm.gamma");
+                values[stage.Output] = attention.ForwardReference(input, parameters.AsSpan((int)offset, (int)attention.ParameterCount));
+                continue;
+            }
+
             if (stage.Block is { } block)
             {
                 if (stage.Skip is { } skip)
@@ -212,13 +243,21 @@ public sealed class UNet : IDisposable
     public void Dispose()
     {
         foreach (var block in _blocks) block.Dispose();
+        foreach (var attention in _attentions) attention.Dispose();
         _blocks.Clear();
+        _attentions.Clear();
         _arena.Dispose();
     }
 
     private void ForwardStage(Stage stage, uint step)
     {
         var conv = Conv2d.For(_device);
+        if (stage.Attention is { } attention)
+        {
+            attention.Forward(stage.Input.Value, stage.Output.Value);
+            return;
+        }
+
         if (stage.Block is { } block)
         {
             var input = stage.Input.Value;
@@ -252,6 +291,12 @@ public sealed class UNet : IDisposable
     {
         AddSkipGradient(stage.Output);
         var conv = Conv2d.For(_device);
+        if (stage.Attention is { } attention)
+        {
+            attention.Backward(stage.Output.Gradient, stage.Input.Gradient);
+            return;
+        }
+
         if (stage.Block is { } block)
         {
             var dInput = stage.Skip is null ? stage.Input.Gradient : stage.ConcatGradient;
@@ -288,7 +333,7 @@ public sealed class UNet : IDisposable
     private Tensor AddBlock(List<Stage> stages, string name, Tensor input, Tensor? skip, int channels, int outChannels, int size, ulong seed, int skipChannels = 0)
     {
         var block = new ResBlock(_device, Batch, channels + skipChannels, outChannels, size, Config.EmbeddingChannels,
-            Config.Dropout, Config.SkipRescale, seed, (uint)_blocks.Count);
+            Training ? Config.Dropout : 0f, Config.SkipRescale, seed, (uint)_blocks.Count, Training);
         _blocks.Add(block);
         var output = NewTensor(block.OutputLength);
         var stage = new Stage
@@ -300,22 +345,34 @@ public sealed class UNet : IDisposable
             Channels = channels,
             Spatial = size * size,
             EmbeddingBias = Allocate((long)Batch * outChannels),
-            EmbeddingBiasGradient = Allocate((long)Batch * outChannels),
+            EmbeddingBiasGradient = Training ? Allocate((long)Batch * outChannels) : default,
         };
         if (skip is not null)
         {
             stage.Skip = skip;
             stage.SkipChannels = skipChannels;
             stage.Concat = Allocate(block.InputLength);
-            stage.ConcatGradient = Allocate(block.InputLength);
-            skip.SkipGradient = Allocate(skip.Value.Length);
+            if (Training)
+            {
+                stage.ConcatGradient = Allocate(block.InputLength);
+                skip.SkipGradient = Allocate(skip.Value.Length);
+            }
         }
 
         stages.Add(stage);
         return output;
     }
 
-    private Tensor NewTensor(long length) => new() { Value = Allocate(length), Gradient = Allocate(length) };
+    private Tensor AddAttention(List<Stage> stages, string name, Tensor input, int channels, int size)
+    {
+        var attention = new AttentionBlock(_device, Batch, channels, size, Config.SkipRescale, Training);
+        _attentions.Add(attention);
+        var output = NewTensor(attention.Length);
+        stages.Add(new Stage { Name = name, Input = input, Output = output, Attention = attention, Channels = channels, Spatial = size * size });
+        return output;
+    }
+
+    private Tensor NewTensor(long length) => new() { Value = Allocate(length), Gradient = Training ? Allocate(length) : default };
 
     private ArrayView<float> P(string name) => _slots.Value(name);
 
@@ -338,7 +395,7 @@ public sealed class UNet : IDisposable
         public ArrayView<float> SkipGradient { get; set; }
     }
 
-    /// <summary>One step of the network: a residual block (with an optional skip concat) or a resampling conv.</summary>
+    /// <summary>One step of the network: a residual block (with an optional skip concat), an attention block or a resampling conv.</summary>
     private sealed class Stage
     {
         public required string Name { get; init; }
@@ -348,6 +405,8 @@ public sealed class UNet : IDisposable
         public required Tensor Output { get; init; }
 
         public ResBlock? Block { get; init; }
+
+        public AttentionBlock? Attention { get; init; }
 
         public Conv2dShape Conv { get; init; }
 

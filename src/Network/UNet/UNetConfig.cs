@@ -1,3 +1,7 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using PoissonFlow.Kernels;
+
 namespace PoissonFlow.Network.UNet;
 
 /// <summary>One named parameter tensor of a network, in the order its values sit in the parameter buffer.</summary>
@@ -16,10 +20,20 @@ public sealed record ParameterShape(string Name, int[] Shape)
 /// channel count changes) and a stride-2 3x3 downsampling conv between levels; two middle blocks; a decoder with one more
 /// block per level, each reading the concatenated skip, and nearest-2x upsampling + conv3x3 between levels; then
 /// GroupNorm, SiLU and a 3x3 conv to C + 1 channels (the last one spatially averaged into the z-field).
-/// Attention is left out of this network (the tiny preset has none); GroupNorm groups are min(C/4, 32).
+/// At each level listed in <see cref="AttentionLevels"/> every residual block (encoder and decoder) is followed by a
+/// single-head self-attention block (DDPM's AttnBlock, <see cref="AttentionBlock"/>), and when any level attends, so
+/// does the middle, between its two blocks. GroupNorm groups are min(C/4, 32).
 /// </summary>
 public sealed class UNetConfig
 {
+    private static readonly JsonSerializerOptions s_json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower, allowIntegerValues: false) },
+        // A misspelt field must not silently fall back to its default.
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    };
+
     /// <summary>Image channels C (1 for MNIST, 3 for CIFAR-10).</summary>
     public required int ImageChannels { get; init; }
 
@@ -35,13 +49,33 @@ public sealed class UNetConfig
     /// <summary>Residual blocks per level in the encoder (the decoder has one more per level).</summary>
     public required int ResBlocksPerLevel { get; init; }
 
+    /// <summary>
+    /// Resolution levels (0 = full size) whose residual blocks are each followed by self-attention; empty for none.
+    /// Any attention level also puts one between the two middle blocks.
+    /// </summary>
+    public IReadOnlyList<int> AttentionLevels { get; init; } = [];
+
+    /// <summary>Whether the middle of the network attends (exactly when some level does).</summary>
+    [JsonIgnore]
+    public bool MiddleAttention => AttentionLevels.Count > 0;
+
+    /// <summary>The names <see cref="Preset"/> accepts.</summary>
+    public static IReadOnlyList<string> PresetNames { get; } = ["tiny", "small"];
+
     /// <summary>Dropout rate inside the residual blocks.</summary>
     public float Dropout { get; init; } = 0.1f;
 
     /// <summary>Divide each residual sum by sqrt(2) (NCSN++ skip_rescale); DDPM does not.</summary>
     public bool SkipRescale { get; init; }
 
+    /// <summary>
+    /// What the sinusoidal embedding (nf features) reads: z itself, as PFGM's DDPM++ configs do (spec section 4,
+    /// the default), or ln z.
+    /// </summary>
+    public EmbeddingInput EmbeddingInput { get; init; } = EmbeddingInput.Z;
+
     /// <summary>Width of the embedding MLP: 4 nf.</summary>
+    [JsonIgnore]
     public int EmbeddingChannels => 4 * BaseChannels;
 
     /// <summary>
@@ -57,12 +91,42 @@ public sealed class UNetConfig
         ResBlocksPerLevel = 1,
     };
 
+    /// <summary>
+    /// The "small" preset (anchors.md section 3, config B): nf 64, multipliers (1, 2, 2) for 28, 14, 7 pixels, two blocks
+    /// per level, self-attention after every block of the lowest level and in the middle; 6,470,466 parameters for
+    /// 28x28x1.
+    /// </summary>
+    public static UNetConfig Small(int imageChannels = 1, int imageSize = 28) => new()
+    {
+        ImageChannels = imageChannels,
+        ImageSize = imageSize,
+        BaseChannels = 64,
+        ChannelMultipliers = [1, 2, 2],
+        ResBlocksPerLevel = 2,
+        AttentionLevels = [2],
+    };
+
+    /// <summary>The named preset (<see cref="PresetNames"/>: "tiny" or "small") for images of the given channels and size.</summary>
+    /// <exception cref="ArgumentException">The name is unknown (the message lists the valid ones), or the image size does not fit the preset.</exception>
+    public static UNetConfig Preset(string name, int imageChannels, int imageSize)
+    {
+        var config = name?.Trim().ToLowerInvariant() switch
+        {
+            "tiny" => Tiny(imageChannels, imageSize),
+            "small" => Small(imageChannels, imageSize),
+            _ => throw new ArgumentException($"unet: unknown preset '{name}'; valid presets: {string.Join(", ", PresetNames)}"),
+        };
+        config.Validate();
+        return config;
+    }
+
     /// <summary>Checks that the configuration describes a buildable network.</summary>
     /// <exception cref="ArgumentException">A field is out of range; the message names it.</exception>
     public void Validate()
     {
         if (ImageChannels <= 0) throw new ArgumentException($"unet: image channels must be positive, got {ImageChannels}");
         if (BaseChannels <= 0 || BaseChannels % 4 != 0) throw new ArgumentException($"unet: base channels must be a positive multiple of 4, got {BaseChannels}");
+        if (ChannelMultipliers is null) throw new ArgumentException("unet: channel multipliers are missing");
         if (ChannelMultipliers.Count == 0 || ChannelMultipliers.Any(m => m <= 0))
         {
             throw new ArgumentException($"unet: channel multipliers must be positive and at least one, got ({string.Join(", ", ChannelMultipliers)})");
@@ -70,6 +134,13 @@ public sealed class UNetConfig
 
         if (ResBlocksPerLevel <= 0) throw new ArgumentException($"unet: res blocks per level must be positive, got {ResBlocksPerLevel}");
         if (!(Dropout >= 0f && Dropout < 1f)) throw new ArgumentException($"unet: dropout must be in [0, 1), got {Dropout}");
+        if (AttentionLevels is null) throw new ArgumentException("unet: attention levels are missing (use an empty list for none)");
+        if (AttentionLevels.Any(l => l < 0 || l >= ChannelMultipliers.Count) || AttentionLevels.Distinct().Count() != AttentionLevels.Count)
+        {
+            throw new ArgumentException(
+                $"unet: attention levels ({string.Join(", ", AttentionLevels)}) must be distinct levels between 0 and {ChannelMultipliers.Count - 1}");
+        }
+
         int factor = 1 << (ChannelMultipliers.Count - 1);
         if (ImageSize <= 0 || ImageSize % factor != 0)
         {
@@ -97,6 +168,7 @@ public sealed class UNetConfig
         }
 
         void Block(string name, int input, int output) => shapes.AddRange(ResBlock.ParameterShapes($"{name}.", input, output, embedding));
+        void Attention(string name, int channels) => shapes.AddRange(AttentionBlock.ParameterShapes($"{name}.", channels));
 
         Linear("embed.dense0", nf, embedding);
         Linear("embed.dense1", embedding, embedding);
@@ -110,6 +182,7 @@ public sealed class UNetConfig
             {
                 Block($"down{level}.block{b}", channels, nf * ChannelMultipliers[level]);
                 channels = nf * ChannelMultipliers[level];
+                if (AttentionLevels.Contains(level)) Attention($"down{level}.attn{b}", channels);
                 skips.Push(channels);
             }
 
@@ -121,6 +194,7 @@ public sealed class UNetConfig
         }
 
         Block("mid.block0", channels, channels);
+        if (MiddleAttention) Attention("mid.attn", channels);
         Block("mid.block1", channels, channels);
         for (int level = levels - 1; level >= 0; level--)
         {
@@ -128,6 +202,7 @@ public sealed class UNetConfig
             {
                 Block($"up{level}.block{b}", channels + skips.Pop(), nf * ChannelMultipliers[level]);
                 channels = nf * ChannelMultipliers[level];
+                if (AttentionLevels.Contains(level)) Attention($"up{level}.attn{b}", channels);
             }
 
             if (level > 0) Conv($"up{level}.upsample", channels, channels, 3);
@@ -141,4 +216,26 @@ public sealed class UNetConfig
 
     /// <summary>Total number of parameters.</summary>
     public long ParameterCount() => ParameterShapes().Sum(p => p.Length);
+
+    /// <summary>The config as compact JSON with snake_case names (what checkpoints store); <see cref="FromJson"/> inverts it exactly.</summary>
+    public string ToJson() => JsonSerializer.Serialize(this, s_json);
+
+    /// <summary>Parses and validates <see cref="ToJson"/>'s output.</summary>
+    /// <exception cref="ArgumentException">Malformed JSON, a missing, unknown or mistyped field, or an invalid value; the message names the field.</exception>
+    public static UNetConfig FromJson(string json)
+    {
+        UNetConfig? config;
+        try
+        {
+            config = JsonSerializer.Deserialize<UNetConfig>(json, s_json);
+        }
+        catch (JsonException e)
+        {
+            throw new ArgumentException($"unet config JSON: {e.Message}", e);
+        }
+
+        if (config is null) throw new ArgumentException("unet config JSON is null");
+        config.Validate();
+        return config;
+    }
 }
