@@ -59,6 +59,22 @@ public sealed class PosteriorMeanNetworkTests
         Numerics.AssertClose(target.GetAsArray1D(), expected, rtol: 1e-5, atol: 1e-6, $"{form} target");
     }
 
+    [TestCase(PosteriorMeanForm.Residual)]
+    [TestCase(PosteriorMeanForm.Direct)]
+    [TestCase(null)]
+    public void The_sampling_card_carries_the_form_and_an_older_card_means_direct(PosteriorMeanForm? form)
+    {
+        var card = new SamplingCard
+        {
+            DataShape = [2], Hyper = new PoissonFlow.Data.PfgmHyperParameters(274, 26.3, 525), PosteriorMeanScale = Scale, MeanForm = form, ZMin = 0.01,
+        };
+        var read = SamplingCard.FromJson(card.ToJson());
+        Assert.That(read.MeanForm, Is.EqualTo(form));
+        using var network = ModelRegistry.ForSampling(new Mlp(TestDevice.Cpu, new MlpConfig(2, 8, 16, 1), seed: 1), read);
+        Assert.That(network, Is.TypeOf<PosteriorMeanNetwork>());
+        Assert.That(((PosteriorMeanNetwork)network).Form, Is.EqualTo(form ?? PosteriorMeanForm.Direct));
+    }
+
     [Test]
     public void An_unknown_form_is_rejected()
     {
