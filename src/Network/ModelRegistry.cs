@@ -141,6 +141,8 @@ public static class ModelRegistry
             throw new CheckpointException($"the sampling card describes {card.Dim} values per data point ([{string.Join(", ", card.DataShape)}]), but the '{network.ModelType}' network takes {network.Dim}");
         }
 
-        return card.PosteriorMeanScale is { } scale ? new PosteriorMeanNetwork(network, (float)scale) : network;
+        return card.PosteriorMeanScale is { } scale
+            ? new PosteriorMeanNetwork(network, (float)scale, card.MeanForm ?? PosteriorMeanForm.Direct)
+            : network;
     }
 }

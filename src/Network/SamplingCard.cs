@@ -33,6 +33,12 @@ public sealed record SamplingCard
     /// </summary>
     public double? PosteriorMeanScale { get; init; }
 
+    /// <summary>
+    /// How a posterior-mean network's output becomes ȳ (<see cref="PosteriorMeanNetwork"/>); null: the direct form,
+    /// which is what cards written before the residual form describe.
+    /// </summary>
+    public PosteriorMeanForm? MeanForm { get; init; }
+
     /// <summary>Where the backward ODE stops (the z of the final samples).</summary>
     public required double ZMin { get; init; }
 

@@ -65,6 +65,7 @@ internal static class PfgmPipeline
         {
             Dim = data.Dim, MeanNorm = norm, M = hyper.M, ZMax = hyper.ZMax, UpperNorm = hyper.UpperNorm,
             RestrictM = data.Dim > PfgmHyperParameters.LowDimensionLimit,
+            MeanForm = PosteriorMeanForm.Residual,
         };
     }
 
@@ -88,7 +89,7 @@ internal static class PfgmPipeline
     {
         var device = context.Device;
         // Predicts the posterior mean; inputs scaled by the mean data norm near the data, to their direction far away.
-        var network = new PosteriorMeanNetwork(new Mlp(device, config.Network, (ulong)config.Seed), (float)config.MeanNorm);
+        var network = new PosteriorMeanNetwork(new Mlp(device, config.Network, (ulong)config.Seed), (float)config.MeanNorm, config.MeanForm);
         try
         {
             using var trainer = new Trainer(network, new TrainerOptions(config.Adam, LossInterval: 25));

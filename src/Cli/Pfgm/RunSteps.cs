@@ -20,7 +20,7 @@ internal static class RunSteps
         var output = context.Out;
         output.WriteLine($"data: {config.Data}, {data.Count} points in {data.Dim}-D, mean norm {F(config.MeanNorm)}");
         output.WriteLine($"PFGM: M {config.M}, z_max {F(config.ZMax)}, upper_norm {F(config.UpperNorm)}, restrict_M {(config.RestrictM ? "on" : "off")}");
-        output.WriteLine($"network: MLP {config.Depth} x {config.Hidden} (SiLU, ln z embedding {config.EmbeddingSize}) predicting the posterior mean; " +
+        output.WriteLine($"network: MLP {config.Depth} x {config.Hidden} (SiLU, ln z embedding {config.EmbeddingSize}) predicting the posterior mean ({config.MeanForm.ToString().ToLowerInvariant()} form); " +
                          $"training {config.Steps} steps, batch {config.Batch}, reference batch {config.ReferenceBatch}, lr {F(config.LearningRate)}");
         output.WriteLine($"device: {context.Device.Description}");
         RunFolder.WriteJson(folder.Config, config);

@@ -11,7 +11,10 @@ public enum PfgmTarget
     /// <summary>The normalised field √N E/(|E| + γ) (the official PFGM target).</summary>
     Field,
 
-    /// <summary>(ȳ, 0) with ȳ the posterior mean: the "x − y" form, for <see cref="PosteriorMeanNetwork"/>.</summary>
+    /// <summary>
+    /// (ȳ, 0) with ȳ the posterior mean: the "x − y" form, for <see cref="PosteriorMeanNetwork"/> (which turns it into
+    /// the target of its form, <see cref="PosteriorMeanNetwork.TrainingTarget"/>).
+    /// </summary>
     PosteriorMean,
 }
 
@@ -99,7 +102,9 @@ public sealed class PfgmTraining : IDisposable
         {
             // PFGM's weights |(x, z) - (y, 0)|^-(N+1) are the PFGM++ ones with D = 1 and r = z.
             _field.Compute(_points.View, _z.View, _reference.View, _mean.View, batch, count, dim, FieldOptions.PfgmPlusPlus(1));
-            PosteriorMeanField.For(Trainer.Network.Device).Target(_mean.View, _target.View, batch, dim);
+            // the network decides what it regresses (ȳ itself, or the residual of its skip connection)
+            if (Trainer.Network is PosteriorMeanNetwork network) network.TrainingTarget(_mean.View, _points.View, _zNetwork.View, _target.View, batch);
+            else PosteriorMeanField.For(Trainer.Network.Device).Target(_mean.View, _target.View, batch, dim);
         }
 
         return Trainer.Step(_points.View, _zNetwork.View, _target.View, batch);
