@@ -3,6 +3,7 @@ using PoissonFlow.Cli.Commands;
 using PoissonFlow.Data;
 using PoissonFlow.IO;
 using PoissonFlow.Kernels.Device;
+using PoissonFlow.Network;
 
 namespace PoissonFlow.Cli;
 
@@ -89,7 +90,7 @@ public static class CliApp
     public static string? DescribeUserError(Exception ex) => ex switch
     {
         UserErrorException or NpyFormatException or DatasetException or InvalidDataException or DeviceUnavailableException
-            or ArgumentException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException => OneLine(ex.Message),
+            or CheckpointException or ArgumentException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException => OneLine(ex.Message),
         IOException when AtomicFile.IsDiskFull(ex) => "no space left on device: " + OneLine(ex.Message),
         IOException => OneLine(ex.Message),
         _ => null,

@@ -13,7 +13,12 @@ public static class NpyInput
     public static NpyArray Read(ParsedArgs args, string option)
     {
         ArgumentNullException.ThrowIfNull(args);
-        string path = args.GetRequiredString(option);
+        return Read(args.GetRequiredString(option), option);
+    }
+
+    /// <summary>Reads <paramref name="path"/> (named in messages as option <paramref name="option"/>), with its finite-values check.</summary>
+    public static NpyArray Read(string path, string option)
+    {
         NpyArray array;
         try
         {

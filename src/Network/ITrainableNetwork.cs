@@ -6,7 +6,7 @@ namespace PoissonFlow.Network;
 /// <summary>
 /// A field network that <see cref="Trainer"/> can optimise and <see cref="Checkpoint"/> can save: its parameters
 /// live in one <see cref="ParameterStore"/>, the training forward pass keeps its activations, and the backward pass
-/// ACCUMULATES parameter gradients (so micro-batches add up). The MLP implements it; the U-Net will too.
+/// ACCUMULATES parameter gradients (so micro-batches add up). The MLP and the U-Net (<c>UNetNetwork</c>) implement it.
 /// </summary>
 public interface ITrainableNetwork : IFieldPredictor, IDisposable
 {

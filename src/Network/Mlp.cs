@@ -94,33 +94,13 @@ public sealed class Mlp : ITrainableNetwork
     /// Creates an MLP from a checkpoint written by <see cref="Checkpoint"/>: the config comes from the file,
     /// the weights and EMA weights are loaded (optimiser state, if present, is ignored).
     /// </summary>
+    /// <exception cref="FileNotFoundException">There is no file at <paramref name="path"/>.</exception>
     /// <exception cref="CheckpointException">The file is unreadable, not an MLP checkpoint, or inconsistent.</exception>
     public static Mlp FromCheckpoint(ComputeDevice device, string path)
     {
-        var info = Checkpoint.ReadInfo(path);
+        var info = ModelRegistry.ReadInfo(path);
         if (info.ModelType != TypeTag) throw new CheckpointException($"{path}: holds a '{info.ModelType}' model, not an '{TypeTag}'");
-        MlpConfig config;
-        try
-        {
-            config = MlpConfig.FromJson(info.ConfigJson);
-            config.Validate();
-        }
-        catch (Exception e) when (e is System.Text.Json.JsonException or ArgumentException)
-        {
-            throw new CheckpointException($"{path}: the model config in the metadata is invalid: {e.Message}");
-        }
-
-        var mlp = new Mlp(device, config);
-        try
-        {
-            Checkpoint.LoadWeights(path, mlp);
-            return mlp;
-        }
-        catch
-        {
-            mlp.Dispose();
-            throw;
-        }
+        return (Mlp)ModelRegistry.Load(device, path);
     }
 
     /// <inheritdoc />

@@ -5,7 +5,7 @@ using System.Text.Json;
 namespace PoissonFlow.Network;
 
 /// <summary>Thrown for a checkpoint that cannot be read or does not fit the model; the message names the file and the problem.</summary>
-public sealed class CheckpointException : Exception
+public class CheckpointException : Exception
 {
     /// <summary>Creates the exception.</summary>
     public CheckpointException(string message) : base(message) { }

@@ -37,6 +37,26 @@ public sealed record SamplingCard
     public required double ZMin { get; init; }
 
     /// <summary>
+    /// γ of the sampler's z-substitution (spec §5) the model was trained for; null: 0 (off) for posterior-mean
+    /// networks, whose field needs no substitution, and the official 5 otherwise.
+    /// </summary>
+    public double? Gamma { get; init; }
+
+    /// <summary>
+    /// Below this z the sampler rebuilds the network's v_z (spec §5: CIFAR 5, CelebA 1, LSUN 0.1); null: 0 (never)
+    /// for posterior-mean networks and the official 5 otherwise.
+    /// </summary>
+    public double? ZExp { get; init; }
+
+    /// <summary>γ the sampler uses: <see cref="Gamma"/>, or its default for the network's output form.</summary>
+    [JsonIgnore]
+    public double SamplerGamma => Gamma ?? (PosteriorMeanScale is null ? 5 : 0);
+
+    /// <summary>z_exp the sampler uses: <see cref="ZExp"/>, or its default for the network's output form.</summary>
+    [JsonIgnore]
+    public double SamplerZExp => ZExp ?? (PosteriorMeanScale is null ? 5 : 0);
+
+    /// <summary>
     /// The data range of images ([-1, 1] after the spec's scaling), used to map samples back to pixels; null for
     /// point data.
     /// </summary>
@@ -62,6 +82,8 @@ public sealed record SamplingCard
         if (!(Hyper.ZMax > 0) || !(Hyper.UpperNorm > 0)) throw new ArgumentException($"sampling card: z_max and upper_norm must be positive, got {Hyper.ZMax} and {Hyper.UpperNorm}");
         if (!(ZMin > 0) || !(ZMin < Hyper.ZMax)) throw new ArgumentException($"sampling card: z_min must be in (0, z_max), got {ZMin}");
         if (PosteriorMeanScale is { } c && !(c > 0 && double.IsFinite(c))) throw new ArgumentException($"sampling card: posterior-mean scale must be positive, got {c}");
+        if (Gamma is { } gamma && !(gamma >= 0 && double.IsFinite(gamma))) throw new ArgumentException($"sampling card: gamma must be >= 0, got {gamma}");
+        if (ZExp is { } zExp && !(zExp >= 0 && double.IsFinite(zExp))) throw new ArgumentException($"sampling card: z_exp must be >= 0, got {zExp}");
         if (PixelRange is not null && (PixelRange.Length != 2 || !(PixelRange[0] < PixelRange[1])))
         {
             throw new ArgumentException($"sampling card: pixel range must be [low, high] with low < high, got [{string.Join(", ", PixelRange)}]");

@@ -31,6 +31,9 @@ public sealed class PfgmOde : IDisposable
     private int _launches;
     private int _evaluations;
     private int _hostReads;
+    private Action<double>? _progress;
+    private CancellationToken _cancellation;
+    private double _logZFrom, _logZSpan;
 
     /// <summary>Allocates the state of a batch of <paramref name="batch"/> points of dimension <paramref name="dim"/>.</summary>
     /// <exception cref="ArgumentException">A non-positive size.</exception>
@@ -61,20 +64,36 @@ public sealed class PfgmOde : IDisposable
     public int Dim { get; }
 
     /// <summary>Backward ODE from z_max to z_min: hemisphere points to samples, in place.</summary>
-    public OdeResult Decode(IFieldPredictor predictor, ArrayView<float> points, PfgmOdeOptions options) =>
-        Integrate(predictor, points, options.ZMax, options.ZMin, options);
+    /// <param name="predictor">The field.</param>
+    /// <param name="points">B x N points on the device, updated in place.</param>
+    /// <param name="options">Solver settings.</param>
+    /// <param name="progress">Called after every step with the fraction of the ln z range covered (0 to 1).</param>
+    /// <param name="cancellation">Checked before every step; cancelling leaves <paramref name="points"/> as they were.</param>
+    public OdeResult Decode(IFieldPredictor predictor, ArrayView<float> points, PfgmOdeOptions options,
+        Action<double>? progress = null, CancellationToken cancellation = default) =>
+        Integrate(predictor, points, options.ZMax, options.ZMin, options, progress, cancellation);
 
     /// <summary>Forward ODE from z_min to z_max: data points to their hemisphere codes, in place.</summary>
-    public OdeResult Encode(IFieldPredictor predictor, ArrayView<float> points, PfgmOdeOptions options) =>
-        Integrate(predictor, points, options.ZMin, options.ZMax, options);
+    /// <param name="predictor">The field.</param>
+    /// <param name="points">B x N points on the device, updated in place.</param>
+    /// <param name="options">Solver settings.</param>
+    /// <param name="progress">Called after every step with the fraction of the ln z range covered (0 to 1).</param>
+    /// <param name="cancellation">Checked before every step; cancelling leaves <paramref name="points"/> as they were.</param>
+    public OdeResult Encode(IFieldPredictor predictor, ArrayView<float> points, PfgmOdeOptions options,
+        Action<double>? progress = null, CancellationToken cancellation = default) =>
+        Integrate(predictor, points, options.ZMin, options.ZMax, options, progress, cancellation);
 
     /// <summary>
     /// Integrates the B x N <paramref name="points"/> (on the device, updated in place) from z = <paramref name="zFrom"/>
-    /// to z = <paramref name="zTo"/> (either direction) with <paramref name="options"/>.Solver.
+    /// to z = <paramref name="zTo"/> (either direction) with <paramref name="options"/>.Solver. Every step first checks
+    /// <paramref name="cancellation"/> and afterwards reports the fraction of the ln z range covered to
+    /// <paramref name="progress"/> (neither waits for the device).
     /// </summary>
     /// <exception cref="ArgumentException">Bad options, sizes or z range.</exception>
     /// <exception cref="InvalidOperationException">RK45 could not reach the end (step too small or too many attempts).</exception>
-    public OdeResult Integrate(IFieldPredictor predictor, ArrayView<float> points, double zFrom, double zTo, PfgmOdeOptions options)
+    /// <exception cref="OperationCanceledException">Cancelled between steps; <paramref name="points"/> is unchanged.</exception>
+    public OdeResult Integrate(IFieldPredictor predictor, ArrayView<float> points, double zFrom, double zTo, PfgmOdeOptions options,
+        Action<double>? progress = null, CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(predictor);
         ArgumentNullException.ThrowIfNull(options);
@@ -87,18 +106,39 @@ public sealed class PfgmOde : IDisposable
         }
 
         _launches = _evaluations = _hostReads = 0;
-        Copy(points, _x.View);
-        var (accepted, rejected) = options.Solver switch
+        cancellation.ThrowIfCancellationRequested();
+        _progress = progress;
+        _cancellation = cancellation;
+        _logZFrom = Math.Log(zFrom);
+        _logZSpan = Math.Log(zTo) - _logZFrom;
+        int accepted, rejected;
+        try
         {
-            OdeSolver.Euler => FixedGrid(predictor, zFrom, zTo, options, heun: false),
-            OdeSolver.Heun => FixedGrid(predictor, zFrom, zTo, options, heun: true),
-            OdeSolver.Rk4 => RungeKutta4(predictor, zFrom, zTo, options),
-            OdeSolver.Rk45 or OdeSolver.Rk45Fixed => DormandPrince45(predictor, zFrom, zTo, options),
-            _ => throw new ArgumentException($"ODE: unknown solver {options.Solver}"),
-        };
+            Copy(points, _x.View);
+            (accepted, rejected) = options.Solver switch
+            {
+                OdeSolver.Euler => FixedGrid(predictor, zFrom, zTo, options, heun: false),
+                OdeSolver.Heun => FixedGrid(predictor, zFrom, zTo, options, heun: true),
+                OdeSolver.Rk4 => RungeKutta4(predictor, zFrom, zTo, options),
+                OdeSolver.Rk45 or OdeSolver.Rk45Fixed => DormandPrince45(predictor, zFrom, zTo, options),
+                _ => throw new ArgumentException($"ODE: unknown solver {options.Solver}"),
+            };
+        }
+        finally
+        {
+            _progress = null;
+            _cancellation = default;
+        }
+
         Copy(_x.View, points);
         return new OdeResult(_evaluations, accepted, rejected, _launches, _hostReads);
     }
+
+    /// <summary>Throws when cancellation was requested: called before every step, so no step is left half done.</summary>
+    private void BeforeStep() => _cancellation.ThrowIfCancellationRequested();
+
+    /// <summary>Reports how much of the ln z range lies behind the state after a step at <paramref name="z"/>.</summary>
+    private void AfterStep(double z) => _progress?.Invoke(Math.Clamp((Math.Log(z) - _logZFrom) / _logZSpan, 0, 1));
 
     /// <summary>
     /// Euler or Heun on the geometric grid z_i = zFrom (zTo/zFrom)^(i/N), each step linear in ln z (as the official
@@ -115,6 +155,7 @@ public sealed class PfgmOde : IDisposable
         FillZ(zFrom);
         for (int i = 0; i < steps; i++)
         {
+            BeforeStep();
             double z = ZAt(i), zNext = ZAt(i + 1);
             // In z: dx/dz times dz. In ln z: the drift z dx/dz times dt.
             double step = inZ ? zNext - z : stepInLogZ;
@@ -130,6 +171,8 @@ public sealed class PfgmOde : IDisposable
             {
                 Stage(0, x, x, Drift(z, scale, options), StageCombination.Create([], [], step, zNext));
             }
+
+            AfterStep(zNext);
         }
 
         return (steps, 0);
@@ -145,6 +188,7 @@ public sealed class PfgmOde : IDisposable
         FillZ(zFrom);
         for (int i = 0; i < steps; i++)
         {
+            BeforeStep();
             double t = t0 + (t1 - t0) * i / steps;
             double z = Math.Exp(t), zHalf = Math.Exp(t + h / 2), zEnd = i == steps - 1 ? zTo : Math.Exp(t + h);
             Evaluate(predictor, x);
@@ -155,6 +199,7 @@ public sealed class PfgmOde : IDisposable
             Stage(2, x, stage, Drift(zHalf, zHalf, options), StageCombination.Create([], [], h, zEnd));
             Evaluate(predictor, stage);
             Stage(3, x, x, Drift(zEnd, zEnd, options), StageCombination.Create([h / 6, h / 3, h / 3], [0, 1, 2], h / 6, zEnd));
+            AfterStep(zEnd);
         }
 
         return (steps, 0);
@@ -189,6 +234,7 @@ public sealed class PfgmOde : IDisposable
             bool stepRejected = false;
             while (true)
             {
+                BeforeStep();
                 if (++attempts > options.MaxStepAttempts)
                 {
                     throw new InvalidOperationException($"RK45 gave up after {options.MaxStepAttempts} step attempts at z = {Math.Exp(t):G6}");
@@ -219,6 +265,7 @@ public sealed class PfgmOde : IDisposable
                     t = tNew;
                     zState = zNew;
                     accepted++;
+                    AfterStep(Math.Exp(t));
                     break;
                 }
 

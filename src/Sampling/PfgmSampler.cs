@@ -44,35 +44,62 @@ public sealed class PfgmSampler : IDisposable
     /// Draws one batch into <paramref name="output"/> (B x N on the device): the PFGM prior at z_max with radii clipped
     /// to [1, <paramref name="upperNorm"/>], then the backward ODE.
     /// </summary>
-    public OdeResult Sample(IFieldPredictor predictor, ArrayView<float> output, PfgmOdeOptions options, float upperNorm, ulong seed)
+    /// <param name="predictor">The field.</param>
+    /// <param name="output">B x N values on the device.</param>
+    /// <param name="options">Solver settings.</param>
+    /// <param name="upperNorm">The prior's radius clip.</param>
+    /// <param name="seed">Seed of the prior draw.</param>
+    /// <param name="progress">Called after every ODE step with the fraction of the ln z range covered.</param>
+    /// <param name="cancellation">Checked before every ODE step.</param>
+    public OdeResult Sample(IFieldPredictor predictor, ArrayView<float> output, PfgmOdeOptions options, float upperNorm, ulong seed,
+        Action<double>? progress = null, CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         if (!(upperNorm >= 1)) throw new ArgumentException($"sampler: upper norm must be at least 1 (the lower clip), got {upperNorm}");
         Prior.For(_device).Pfgm(output, Batch, Dim, (float)options.ZMax, upperNorm, seed);
-        return Ode.Decode(predictor, output, options);
+        return Ode.Decode(predictor, output, options, progress, cancellation);
     }
 
     /// <summary>Host convenience: one batch of samples as a B x N array, with the ODE's cost.</summary>
-    public (float[] Samples, OdeResult Result) Sample(IFieldPredictor predictor, PfgmOdeOptions options, float upperNorm = 3000f, ulong seed = 0)
+    /// <param name="predictor">The field.</param>
+    /// <param name="options">Solver settings.</param>
+    /// <param name="upperNorm">The prior's radius clip.</param>
+    /// <param name="seed">Seed of the prior draw.</param>
+    /// <param name="progress">Called after every ODE step with the fraction of the ln z range covered.</param>
+    /// <param name="cancellation">Checked before every ODE step.</param>
+    public (float[] Samples, OdeResult Result) Sample(IFieldPredictor predictor, PfgmOdeOptions options, float upperNorm = 3000f, ulong seed = 0,
+        Action<double>? progress = null, CancellationToken cancellation = default)
     {
-        var result = Sample(predictor, _points.View, options, upperNorm, seed);
+        var result = Sample(predictor, _points.View, options, upperNorm, seed, progress, cancellation);
         return (_points.GetAsArray1D(), result);
     }
 
     /// <summary>Encodes B x N host points (at z_min) to the hemisphere at z_max; returns the codes.</summary>
-    public (float[] Codes, OdeResult Result) Encode(IFieldPredictor predictor, float[] points, PfgmOdeOptions options)
+    /// <param name="predictor">The field.</param>
+    /// <param name="points">B x N data points.</param>
+    /// <param name="options">Solver settings.</param>
+    /// <param name="progress">Called after every ODE step with the fraction of the ln z range covered.</param>
+    /// <param name="cancellation">Checked before every ODE step.</param>
+    public (float[] Codes, OdeResult Result) Encode(IFieldPredictor predictor, float[] points, PfgmOdeOptions options,
+        Action<double>? progress = null, CancellationToken cancellation = default)
     {
         CopyIn(points);
-        var result = Ode.Encode(predictor, _points.View, options);
+        var result = Ode.Encode(predictor, _points.View, options, progress, cancellation);
         return (_points.GetAsArray1D(), result);
     }
 
     /// <summary>Decodes B x N host hemisphere points (at z_max) to z_min; returns the samples.</summary>
-    public (float[] Samples, OdeResult Result) Decode(IFieldPredictor predictor, float[] codes, PfgmOdeOptions options)
+    /// <param name="predictor">The field.</param>
+    /// <param name="codes">B x N points on the plane z = z_max.</param>
+    /// <param name="options">Solver settings.</param>
+    /// <param name="progress">Called after every ODE step with the fraction of the ln z range covered.</param>
+    /// <param name="cancellation">Checked before every ODE step.</param>
+    public (float[] Samples, OdeResult Result) Decode(IFieldPredictor predictor, float[] codes, PfgmOdeOptions options,
+        Action<double>? progress = null, CancellationToken cancellation = default)
     {
         CopyIn(codes);
-        var result = Ode.Decode(predictor, _points.View, options);
+        var result = Ode.Decode(predictor, _points.View, options, progress, cancellation);
         return (_points.GetAsArray1D(), result);
     }
 

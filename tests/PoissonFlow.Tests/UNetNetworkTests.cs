@@ -120,6 +120,16 @@ public sealed class UNetNetworkTests
             Numerics.AssertClose(outputBuffer.GetAsArray1D(), net.ForwardReference(ema.Wide(), points.Wide(), z.Wide(), batch, 0), 1e-4, 1e-4,
                 $"EMA predict, batch {batch}");
         }
+
+        // Two other batch sizes push the last training pass's buffers out of the cache: differentiating it is then a
+        // clear error, not a read of freed memory.
+        using var points2 = device.Accelerator.Allocate1D(Numerics.Uniform(rng, 2 * net.Dim));
+        using var z2 = device.Accelerator.Allocate1D(new[] { 1f, 2f });
+        using var dPrediction = device.Accelerator.Allocate1D(Numerics.Uniform(rng, 2 * net.OutputWidth));
+        net.ForwardTraining(points2.View, z2.View, 2);
+        net.ForwardReference(weights.Wide(), new double[net.Dim], [1.0], 1, 0);
+        net.ForwardReference(weights.Wide(), new double[4 * net.Dim], [1.0, 1.0, 1.0, 1.0], 4, 0);
+        Assert.That(() => net.Backward(dPrediction.View, 2), Throws.InvalidOperationException.With.Message.Contains("no training forward pass of batch 2"));
     }
 
     [Test]

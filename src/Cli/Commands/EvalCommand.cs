@@ -28,7 +28,7 @@ public sealed class EvalCommand : CliCommand
     /// <inheritdoc />
     public override IReadOnlyList<CliOption> Options { get; } =
     [
-        new("run", "DIR", "a 2-D run folder (its config.json names the data)"),
+        new("run", "DIR", "a run folder: a 2-D run (its config.json names the data) or an image run (its samples.npy is judged like --samples)"),
         new("samples", "FILE.npy", "the samples: default DIR/samples.npy with --run; without --run, Fashion-MNIST-shaped images [n, 784] or [n, 1, 28, 28] in [-1, 1]"),
         new("features", "FILE", $"image evaluation: the features file (default {FeatureModelFile.DefaultRelativePath} next to pfgm, else under the current folder)"),
         new("nn-count", "N", "image evaluation: samples searched for their nearest training image (default 1000, 0 skips)"),
@@ -49,10 +49,16 @@ public sealed class EvalCommand : CliCommand
         if (!args.Has("run"))
         {
             if (!args.Has("samples")) throw new UserErrorException("give --run DIR (a 2-D run) or --samples IMAGES.npy (image samples); see 'pfgm eval --help'");
-            return EvaluateImages(context, args);
+            return EvaluateImages(context, args, args.GetRequiredString("samples"));
         }
 
         var folder = SampleCommand.ExistingRun(args);
+        if (Images.ImageSampling.TryReadConfig(folder) is not null)
+        {
+            // An image run: its samples are judged in the feature space like any image samples.
+            return EvaluateImages(context, args, args.GetString("samples", folder.Samples)!);
+        }
+
         var config = RunSteps.ReadConfig(folder);
         string path = args.GetString("samples", folder.Samples)!;
         PointSet samples;
@@ -73,10 +79,10 @@ public sealed class EvalCommand : CliCommand
     /// <summary>Where the metrics of image samples S.npy go: S.metrics.json beside them.</summary>
     public static string MetricsPath(string samplesPath) => Path.ChangeExtension(samplesPath, null) + ".metrics.json";
 
-    private static int EvaluateImages(CliContext context, ParsedArgs args)
+    private static int EvaluateImages(CliContext context, ParsedArgs args, string samplesPath)
     {
-        var array = NpyInput.Read(args, "samples");
-        string samplesPath = args.GetRequiredString("samples");
+        if (!File.Exists(samplesPath)) throw new UserErrorException($"--samples {samplesPath}: no such file; draw samples first with 'pfgm sample'");
+        var array = NpyInput.Read(samplesPath, "samples");
         const int side = 28, pixels = side * side;
         bool flat = array.Rank == 2 && array.Shape[1] == pixels;
         bool square = array.Rank == 3 && array.Shape[1] == side && array.Shape[2] == side;

@@ -25,8 +25,8 @@ public sealed class TrainFeaturesCommand : CliCommand
     public override IReadOnlyList<CliOption> Options { get; } =
     [
         new("out", "FILE", $"where the features file goes (default {FeatureModelFile.DefaultRelativePath})"),
-        new("epochs", "N", "passes over the training images (default 4)"),
-        new("batch", "N", "images per step (default 128)"),
+        new("epochs", "N", "passes over the training images (default 6)"),
+        new("batch", "N", "images per step (default 64)"),
         new("lr", "X", "Adam peak learning rate (default 1e-3: 100 warmup steps, then linear decay to 0; EMA 0.999)"),
         new("seed", "S", "seed of the initialisation and the shuffles (default 1)"),
         new("hidden", "W1,W2,...", "hidden layer widths; the last is the feature size (default 256,128)"),
@@ -45,8 +45,8 @@ public sealed class TrainFeaturesCommand : CliCommand
     {
         string output = args.Has("out") ? args.GetOutputPath("out") : DefaultOutput();
         var options = new FeatureTrainingOptions(
-            Epochs: args.GetInt("epochs", 4, min: 1, max: 1000),
-            Batch: args.GetInt("batch", 128, min: 1, max: 65536),
+            Epochs: args.GetInt("epochs", 6, min: 1, max: 1000),
+            Batch: args.GetInt("batch", 64, min: 1, max: 65536),
             LearningRate: args.GetFloat("lr", 1e-3f, min: 1e-7f, max: 1f),
             Seed: (ulong)args.GetInt("seed", 1, min: 0));
         var hidden = ParseHidden(args.GetString("hidden", "256,128")!);

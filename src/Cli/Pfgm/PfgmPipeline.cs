@@ -60,17 +60,27 @@ internal static class PfgmPipeline
     /// </summary>
     public static RunConfig Derive(RunConfig config, PointSet data, int? m, double? zMax, double? upperNorm)
     {
-        double norm = data.MeanNorm();
-        if (!(norm > 0)) throw new UserErrorException($"{config.Data}: every point is at the origin; the hyper-parameters need a positive mean norm");
-        var hyper = PfgmHyperParameters.ForData(norm, data.Dim);
-        if (m is { } givenM) hyper = PfgmHyperParameters.FromM(givenM, data.Dim) with { UpperNorm = hyper.UpperNorm };
-        if (zMax is { } z) hyper = hyper with { ZMax = z };
-        if (upperNorm is { } u) hyper = hyper with { UpperNorm = u };
+        var (norm, hyper) = Hyper(config.Data, data, m, zMax, upperNorm);
         return config with
         {
             Dim = data.Dim, MeanNorm = norm, M = hyper.M, ZMax = hyper.ZMax, UpperNorm = hyper.UpperNorm,
             RestrictM = data.Dim > PfgmHyperParameters.LowDimensionLimit,
         };
+    }
+
+    /// <summary>
+    /// The data's mean norm and the PFGM hyper-parameters from it (<see cref="PfgmHyperParameters.ForData"/>: the
+    /// official recipe, with the low-dimensional floors up to 8 dimensions), with any given M, z_max, upper_norm.
+    /// </summary>
+    public static (double MeanNorm, PfgmHyperParameters Hyper) Hyper(string name, PointSet data, int? m, double? zMax, double? upperNorm)
+    {
+        double norm = data.MeanNorm();
+        if (!(norm > 0)) throw new UserErrorException($"{name}: every point is at the origin; the hyper-parameters need a positive mean norm");
+        var hyper = PfgmHyperParameters.ForData(norm, data.Dim);
+        if (m is { } givenM) hyper = PfgmHyperParameters.FromM(givenM, data.Dim) with { UpperNorm = hyper.UpperNorm };
+        if (zMax is { } z) hyper = hyper with { ZMax = z };
+        if (upperNorm is { } u) hyper = hyper with { UpperNorm = u };
+        return (norm, hyper);
     }
 
     /// <summary>Trains a new MLP on <paramref name="data"/>; reports progress; returns it with the last loss.</summary>

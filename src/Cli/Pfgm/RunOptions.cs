@@ -61,28 +61,26 @@ internal static class RunOptions
         args.Has("upper-norm") ? args.GetFloat("upper-norm", 0f, min: 1f) : null);
 
     /// <summary>Applies the sampling options to <paramref name="config"/>.</summary>
-    public static RunConfig ApplySampling(RunConfig config, ParsedArgs args)
+    public static RunConfig ApplySampling(RunConfig config, ParsedArgs args) => config with
     {
-        var solver = config.Solver;
-        if (args.Has("solver"))
-        {
-            string text = args.GetRequiredString("solver");
-            solver = text.ToLowerInvariant() switch
-            {
-                "euler" => OdeSolver.Euler,
-                "heun" => OdeSolver.Heun,
-                "rk4" => OdeSolver.Rk4,
-                "rk45" => OdeSolver.Rk45,
-                _ => throw new UserErrorException($"option --solver expects euler, heun, rk4 or rk45, got '{text}'"),
-            };
-        }
+        Samples = args.GetInt("samples", config.Samples, min: 2, max: 1_000_000),
+        Solver = Solver(args, config.Solver),
+        OdeSteps = args.GetInt("ode-steps", config.OdeSteps, min: 1, max: 100_000),
+        ZMin = args.GetFloat("z-min", (float)config.ZMin, min: 1e-6f),
+    };
 
-        return config with
+    /// <summary>The --solver option, or <paramref name="fallback"/> when it is not given.</summary>
+    public static OdeSolver Solver(ParsedArgs args, OdeSolver fallback)
+    {
+        if (!args.Has("solver")) return fallback;
+        string text = args.GetRequiredString("solver");
+        return text.ToLowerInvariant() switch
         {
-            Samples = args.GetInt("samples", config.Samples, min: 2, max: 1_000_000),
-            Solver = solver,
-            OdeSteps = args.GetInt("ode-steps", config.OdeSteps, min: 1, max: 100_000),
-            ZMin = args.GetFloat("z-min", (float)config.ZMin, min: 1e-6f),
+            "euler" => OdeSolver.Euler,
+            "heun" => OdeSolver.Heun,
+            "rk4" => OdeSolver.Rk4,
+            "rk45" => OdeSolver.Rk45,
+            _ => throw new UserErrorException($"option --solver expects euler, heun, rk4 or rk45, got '{text}'"),
         };
     }
 }

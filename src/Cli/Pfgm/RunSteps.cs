@@ -89,28 +89,39 @@ internal static class RunSteps
         }
     }
 
-    /// <summary>Loads the run's network from its checkpoint, as a user error when the file is wrong.</summary>
-    public static PosteriorMeanNetwork LoadNetwork(CliContext context, RunConfig config, string checkpoint)
+    /// <summary>
+    /// Loads the run's network from its checkpoint through <see cref="ModelRegistry"/>, as a user error when the file
+    /// is wrong, and wraps it for sampling as its sampling card says (a checkpoint from before the card: as config.json says).
+    /// </summary>
+    public static ITrainableNetwork LoadNetwork(CliContext context, RunConfig config, string checkpoint)
     {
         if (!File.Exists(checkpoint)) throw new UserErrorException($"{checkpoint}: no checkpoint; train first with 'pfgm train'");
-        Mlp mlp;
+        ITrainableNetwork network;
+        CheckpointInfo info;
         try
         {
-            mlp = Mlp.FromCheckpoint(context.Device, checkpoint);
+            network = ModelRegistry.Load(context.Device, checkpoint, out info);
         }
         catch (CheckpointException e)
         {
             throw new UserErrorException(e.Message, e);
         }
 
-        if (mlp.Config != config.Network)
+        if (network is not Mlp mlp || mlp.Config != config.Network)
         {
-            string found = mlp.Config.ToJson();
-            mlp.Dispose();
-            throw new UserErrorException($"{checkpoint}: holds a model {found}, but the run's config.json describes {config.Network.ToJson()}");
+            network.Dispose();
+            throw new UserErrorException($"{checkpoint}: holds a '{info.ModelType}' model {info.ConfigJson}, but the run's config.json describes an '{Mlp.TypeTag}' model {config.Network.ToJson()}");
         }
 
-        return new PosteriorMeanNetwork(mlp, (float)config.MeanNorm);
+        try
+        {
+            return ModelRegistry.ForSampling(network, info.Sampling ?? config.ToSamplingCard());
+        }
+        catch (CheckpointException e)
+        {
+            network.Dispose();
+            throw new UserErrorException($"{checkpoint}: {e.Message}", e);
+        }
     }
 
     private static PointSet KeepFinite(PointSet set)

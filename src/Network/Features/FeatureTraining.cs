@@ -15,8 +15,8 @@ namespace PoissonFlow.Network.Features;
 /// <param name="Seed">Seeds the initialisation and the shuffling: the same seed gives the same bytes on the same device.</param>
 /// <param name="LossInterval">Steps between loss reads (the only synchronisations during training).</param>
 public sealed record FeatureTrainingOptions(
-    int Epochs = 4,
-    int Batch = 128,
+    int Epochs = 6,
+    int Batch = 64,
     float LearningRate = 1e-3f,
     int WarmupSteps = 100,
     float EmaRate = 0.999f,

@@ -29,17 +29,21 @@ public sealed record PfgmTrainingOptions(PfgmHyperParameters Hyper, int Batch, i
 /// <summary>
 /// The PFGM training step on a point set (spec §2-§4): draw a reference batch of clean points, perturb its first B
 /// rows, compute the empirical-field target over the whole reference batch with the fused kernel, and take one
-/// <see cref="Trainer"/> step (forward, loss, backward, clip + Adam + EMA). Buffers are allocated once.
+/// <see cref="Trainer"/> step (forward, loss, backward, clip + Adam + EMA). The data set is uploaded to the device
+/// once; each step draws its reference rows there (<see cref="RowGather"/>, Philox keyed by the seed and the step),
+/// so a step copies nothing from the host, and every random draw of step s depends only on (seed, s): a run resumed
+/// from a checkpoint at step s continues exactly as the uninterrupted one. Buffers are allocated once.
 /// </summary>
 public sealed class PfgmTraining : IDisposable
 {
-    private readonly PointSet _data;
+    private readonly int _dim;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _dataset;
+    private readonly MemoryBuffer1D<int, Stride1D.Dense> _rows;
+    private readonly RowGather _gather;
     private readonly PoissonField _field;
     private readonly Perturbation _perturbation;
     private readonly PfgmPerturbationOptions _perturbationOptions;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _reference, _points, _z, _zNetwork, _target, _mean;
-    private readonly float[] _referenceHost;
-    private readonly Random _rng;
 
     /// <summary>Prepares training of <paramref name="trainer"/>'s network on <paramref name="data"/>.</summary>
     public PfgmTraining(Trainer trainer, PointSet data, PfgmTrainingOptions options)
@@ -54,7 +58,7 @@ public sealed class PfgmTraining : IDisposable
 
         Trainer = trainer;
         Options = options;
-        _data = data;
+        _dim = data.Dim;
         _field = PoissonField.For(trainer.Network.Device);
         _perturbation = Perturbation.For(trainer.Network.Device);
         var hyper = options.Hyper;
@@ -67,8 +71,9 @@ public sealed class PfgmTraining : IDisposable
         _zNetwork = accelerator.Allocate1D<float>(options.Batch);
         _target = accelerator.Allocate1D<float>((long)options.Batch * (dim + 1));
         _mean = accelerator.Allocate1D<float>((long)options.Batch * dim);
-        _referenceHost = new float[options.ReferenceBatch * dim];
-        _rng = new Random(unchecked((int)options.Seed ^ (int)(options.Seed >> 32)));
+        _rows = accelerator.Allocate1D<int>(options.ReferenceBatch);
+        _gather = RowGather.For(trainer.Network.Device);
+        _dataset = accelerator.Allocate1D(data.Data);
     }
 
     /// <summary>The trainer (network, optimiser, EMA).</summary>
@@ -80,10 +85,9 @@ public sealed class PfgmTraining : IDisposable
     /// <summary>One training step; returns the trainer's latest read loss.</summary>
     public float Step()
     {
-        int dim = _data.Dim, batch = Options.Batch, count = Options.ReferenceBatch;
-        // Reference batch: M_ref distinct-enough rows drawn with replacement (cheap; duplicates are harmless here).
-        for (int j = 0; j < count; j++) _data[_rng.Next(_data.Count)].CopyTo(_referenceHost.AsSpan(j * dim, dim));
-        _reference.View.CopyFromCPU(_referenceHost);
+        int dim = _dim, batch = Options.Batch, count = Options.ReferenceBatch;
+        // Reference batch: M_ref rows drawn with replacement on the device (duplicates are harmless here).
+        _gather.DrawAndGather(_dataset.View, _rows.View, _reference.View, count, dim, Options.Seed, (uint)Trainer.StepCount);
         // The first B clean rows are perturbed; the field over all M_ref rows (their originals included) is the target.
         _perturbation.Pfgm(_reference.View.SubView(0, (long)batch * dim), _points.View, _z.View, _zNetwork.View, batch, dim,
             _perturbationOptions, Options.Seed, (uint)Trainer.StepCount);
@@ -104,6 +108,8 @@ public sealed class PfgmTraining : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
+        _dataset.Dispose();
+        _rows.Dispose();
         _reference.Dispose();
         _points.Dispose();
         _z.Dispose();

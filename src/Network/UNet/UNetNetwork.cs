@@ -224,6 +224,7 @@ public sealed class UNetNetwork : ITrainableNetwork
             {
                 // Kernels queued on the evicted buffers must finish before they are freed.
                 Device.Synchronize();
+                if (ReferenceEquals(cache[0], _lastTraining)) _lastTraining = null;
                 cache[0].Dispose();
                 cache.RemoveAt(0);
             }
