@@ -41,7 +41,7 @@ public static class BenchConfig
         var config = DefaultConfig.Instance;
         return (withFieldJob ? config.AddJob(FieldJob.AsDefault()) : config)
             .AddDiagnoser(MemoryDiagnoser.Default)
-            .AddColumn(new GflopsColumn(), new TemporariesColumn())
+            .AddColumn(new GflopsColumn(), new TemporariesColumn(), new UNetThroughputColumn(gflops: false), new UNetThroughputColumn(gflops: true))
             .AddExporter(MarkdownExporter.GitHub, CsvExporter.Default)
             .AddFilter(new SimpleFilter(FieldBenchmarks.ShouldRun))
             .WithOrderer(new DefaultOrderer(SummaryOrderPolicy.Declared))

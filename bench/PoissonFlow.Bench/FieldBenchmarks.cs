@@ -69,6 +69,8 @@ public class FieldBenchmarks
     /// </summary>
     public static bool ShouldRun(BenchmarkCase benchmarkCase)
     {
+        if (benchmarkCase.Descriptor.WorkloadMethod.Name == nameof(UNetStepBenchmarks.ReferenceForward))
+            return UNetStepBenchmarks.ShouldRunReference((UNetCase)benchmarkCase.Parameters["Case"]);
         if (benchmarkCase.Descriptor.WorkloadMethod.Name != TorchOfficialName) return true;
         var shape = (FieldShape)benchmarkCase.Parameters["Shape"];
         long limit = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4;

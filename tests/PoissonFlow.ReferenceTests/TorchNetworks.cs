@@ -161,18 +161,60 @@ public sealed class TorchResBlock : nn.Module<Tensor, Tensor, Tensor>
 }
 
 /// <summary>
+/// DDPM's AttnBlock (src/Network/UNet/AttentionBlock.cs): h = GroupNorm(x) (no SiLU); [q, k, v] = the channel thirds
+/// of one 1x1 conv <c>qkv</c> to 3C channels; a = softmax over positions j of q_i . k_j / sqrt(C), applied to v;
+/// y = (x + proj_out(a)) * scale.
+/// </summary>
+public sealed class TorchAttention : nn.Module<Tensor, Tensor>
+{
+    private readonly TorchGroupNorm _norm;
+    private readonly Conv2d _qkv, _projection;
+    private readonly int _channels;
+    private readonly double _scale;
+
+    /// <summary>Creates the block for <paramref name="channels"/> channels.</summary>
+    public TorchAttention(int channels, bool skipRescale) : base("attention")
+    {
+        _channels = channels;
+        _norm = new TorchGroupNorm(channels);
+        _qkv = nn.Conv2d(channels, 3 * channels, 1);
+        _projection = nn.Conv2d(channels, channels, 1);
+        register_module("norm", _norm);
+        register_module("qkv", _qkv);
+        register_module("proj_out", _projection);
+        _scale = skipRescale ? 1 / Math.Sqrt(2) : 1;
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x)
+    {
+        long batch = x.shape[0], height = x.shape[2], width = x.shape[3];
+        var qkv = _qkv.call(_norm.call(x)).reshape(batch, 3 * _channels, height * width);
+        var q = qkv.narrow(1, 0, _channels);
+        var k = qkv.narrow(1, _channels, _channels);
+        var v = qkv.narrow(1, 2 * _channels, _channels);
+        var probabilities = softmax(bmm(q.transpose(1, 2), k) * (1 / Math.Sqrt(_channels)), 2);
+        var attended = bmm(v, probabilities.transpose(1, 2)).reshape(batch, _channels, height, width);
+        var sum = x + _projection.call(attended);
+        return _scale == 1 ? sum : sum * _scale;
+    }
+}
+
+/// <summary>
 /// The PFGM U-Net of a <see cref="UNetConfig"/> (src/Network/UNet/UNet.cs with its embedding MLP): emb =
-/// dense1(silu(dense0(sinusoidal(z, nf)))); conv_in; per level its residual blocks and a stride-2 downsampling conv
-/// between levels, every output kept for the decoder; two middle blocks; per level (deepest first) one block more,
-/// each reading [h, skip] concatenated along channels, and nearest-2x upsampling + conv between levels; GroupNorm,
-/// SiLU, conv_out to C + 1 channels; the prediction is the first C channels flattened and the spatial mean of the last.
+/// dense1(silu(dense0(sinusoidal(z, nf)))); conv_in; per level its residual blocks (each followed by attention at
+/// the attention levels) and a stride-2 downsampling conv between levels, every output kept for the decoder; the
+/// middle block, attention (when any level attends), block; per level (deepest first) one block more, each reading
+/// [h, skip] concatenated along channels (and followed by attention at the attention levels), and nearest-2x
+/// upsampling + conv between levels; GroupNorm, SiLU, conv_out to C + 1 channels; the prediction is the first C
+/// channels flattened and the spatial mean of the last.
 /// </summary>
 public sealed class TorchUNet : nn.Module<Tensor, Tensor, Tensor>
 {
     private readonly Linear _dense0, _dense1;
     private readonly Conv2d _convIn, _convOut;
     private readonly TorchGroupNorm _normOut;
-    private readonly List<(TorchResBlock? Block, Conv2d? Conv, bool Upsample, bool Concat, bool Push)> _stages = [];
+    private readonly List<Stage> _stages = [];
 
     /// <summary>Builds the network of <paramref name="config"/> (float32).</summary>
     public TorchUNet(UNetConfig config) : base("unet")
@@ -184,8 +226,10 @@ public sealed class TorchUNet : nn.Module<Tensor, Tensor, Tensor>
         _dense0 = embed.Add("dense0", nn.Linear(nf, embedding));
         _dense1 = embed.Add("dense1", nn.Linear(embedding, embedding));
         _convIn = Add(nn.Conv2d(config.ImageChannels, nf, 3, padding: 1), "conv_in");
-        TorchResBlock Block(TorchContainer parent, string name, int input, int output) =>
-            parent.Add(name, new TorchResBlock(input, output, embedding, config.Dropout, config.SkipRescale));
+        void Block(TorchContainer parent, string name, int input, int output, StageKind kind) =>
+            _stages.Add(new(parent.Add(name, new TorchResBlock(input, output, embedding, config.Dropout, config.SkipRescale)), kind));
+        void Attention(TorchContainer parent, string name, int channels) =>
+            _stages.Add(new(parent.Add(name, new TorchAttention(channels, config.SkipRescale)), StageKind.Attention));
 
         var skips = new Stack<int>();
         skips.Push(nf);
@@ -196,36 +240,49 @@ public sealed class TorchUNet : nn.Module<Tensor, Tensor, Tensor>
             int width = nf * config.ChannelMultipliers[level];
             for (int b = 0; b < config.ResBlocksPerLevel; b++)
             {
-                _stages.Add((Block(down, $"block{b}", channels, width), null, false, false, true));
+                Block(down, $"block{b}", channels, width, StageKind.Block);
                 channels = width;
+                if (config.AttentionLevels.Contains(level)) Attention(down, $"attn{b}", channels);
+                _stages[^1] = _stages[^1] with { Push = true };
                 skips.Push(channels);
             }
 
             if (level < levels - 1)
             {
-                _stages.Add((null, down.Add("downsample", nn.Conv2d(channels, channels, 3, stride: 2, padding: 1)), false, false, true));
+                _stages.Add(new(down.Add("downsample", nn.Conv2d(channels, channels, 3, stride: 2, padding: 1)), StageKind.Downsample, Push: true));
                 skips.Push(channels);
             }
         }
 
         var mid = Add(new TorchContainer("mid"), "mid");
-        _stages.Add((Block(mid, "block0", channels, channels), null, false, false, false));
-        _stages.Add((Block(mid, "block1", channels, channels), null, false, false, false));
+        Block(mid, "block0", channels, channels, StageKind.Block);
+        if (config.MiddleAttention) Attention(mid, "attn", channels);
+        Block(mid, "block1", channels, channels, StageKind.Block);
         for (int level = levels - 1; level >= 0; level--)
         {
             var up = Add(new TorchContainer($"up{level}"), $"up{level}");
             int width = nf * config.ChannelMultipliers[level];
             for (int b = 0; b <= config.ResBlocksPerLevel; b++)
             {
-                _stages.Add((Block(up, $"block{b}", channels + skips.Pop(), width), null, false, true, false));
+                Block(up, $"block{b}", channels + skips.Pop(), width, StageKind.ConcatBlock);
                 channels = width;
+                if (config.AttentionLevels.Contains(level)) Attention(up, $"attn{b}", channels);
             }
 
-            if (level > 0) _stages.Add((null, up.Add("upsample", nn.Conv2d(channels, channels, 3, padding: 1)), true, false, false));
+            if (level > 0) _stages.Add(new(up.Add("upsample", nn.Conv2d(channels, channels, 3, padding: 1)), StageKind.Upsample));
         }
 
         _normOut = Add(new TorchGroupNorm(channels), "norm_out");
         _convOut = Add(nn.Conv2d(channels, config.ImageChannels + 1, 3, padding: 1), "conv_out");
+    }
+
+    private enum StageKind
+    {
+        Block,
+        ConcatBlock,
+        Attention,
+        Downsample,
+        Upsample,
     }
 
     /// <summary>The configuration.</summary>
@@ -240,19 +297,17 @@ public sealed class TorchUNet : nn.Module<Tensor, Tensor, Tensor>
         var h = _convIn.call(points.reshape(batch, c, size, size));
         var skips = new Stack<Tensor>();
         skips.Push(h);
-        foreach (var (block, conv, upsample, concat, push) in _stages)
+        foreach (var stage in _stages)
         {
-            if (block is not null)
+            h = stage.Kind switch
             {
-                h = block.call(concat ? cat([h, skips.Pop()], 1) : h, embedding);
-            }
-            else
-            {
-                if (upsample) h = F.interpolate(h, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest);
-                h = conv!.call(h);
-            }
-
-            if (push) skips.Push(h);
+                StageKind.Block => ((TorchResBlock)stage.Module).call(h, embedding),
+                StageKind.ConcatBlock => ((TorchResBlock)stage.Module).call(cat([h, skips.Pop()], 1), embedding),
+                StageKind.Attention => ((TorchAttention)stage.Module).call(h),
+                StageKind.Downsample => ((Conv2d)stage.Module).call(h),
+                _ => ((Conv2d)stage.Module).call(F.interpolate(h, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest)),
+            };
+            if (stage.Push) skips.Push(h);
         }
 
         var output = _convOut.call(F.silu(_normOut.call(h)));
@@ -266,6 +321,9 @@ public sealed class TorchUNet : nn.Module<Tensor, Tensor, Tensor>
         register_module(name, module);
         return module;
     }
+
+    /// <summary>One step of the forward pass; <see cref="Push"/>: its output is kept for a decoder concat.</summary>
+    private sealed record Stage(nn.Module Module, StageKind Kind, bool Push = false);
 }
 
 /// <summary>
